@@ -1,0 +1,111 @@
+"""Shared pieces of every config: the base ConfigDict and the variant-argument parser.
+
+A config module's ``get_config(arg)`` receives the text after the colon of
+``--config=configs/NAME.py:layers=6,optimizer=adamw``; :func:`parse_args` turns it into typed
+values and refuses unknown keys with the allowed ones.
+"""
+
+import ml_collections
+
+from curvelab import errors
+
+
+def parse_args(arg: str | None, defaults: dict) -> dict:
+  """Parses ``key=value,key=value`` against ``defaults`` (which fixes the keys and types).
+
+  Args:
+    arg: the variant string, possibly empty or None.
+    defaults: allowed keys and their default values; values are cast to the default's type.
+
+  Returns:
+    ``defaults`` updated with the parsed values.
+  """
+  values = dict(defaults)
+  if not arg:
+    return values
+  for item in arg.split(','):
+    if not item.strip():
+      continue
+    if '=' not in item:
+      raise errors.ConfigError(f'config argument {item!r} must look like key=value.')
+    key, raw = (s.strip() for s in item.split('=', 1))
+    if key not in defaults:
+      raise errors.ConfigError(
+          f'config argument {key!r} is unknown; allowed: {", ".join(sorted(defaults))}.')
+    kind = type(defaults[key])
+    try:
+      if kind is bool:
+        values[key] = raw.lower() in ('1', 'true', 'yes')
+      else:
+        values[key] = kind(raw)
+    except ValueError as e:
+      raise errors.ConfigError(f'config argument {key}={raw!r} is not a {kind.__name__}.') from e
+  return values
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Fields every run has, with the reference study's defaults where it fixes them."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds parameter init, dropout, shuffling and augmentation.
+
+  # ---- model (sections filled by each config) -----------------------------------------------
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'vit'  # Registered model name (models/__init__.py).
+
+  # ---- task -----------------------------------------------------------------------------------
+  c.task = ml_collections.ConfigDict()
+  c.task.name = 'classification'  # classification (more in tasks/).
+  c.label_smoothing = 0.0  # Label smoothing of the classification targets (0 = off).
+
+  # ---- data -----------------------------------------------------------------------------------
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = 'cifar10'  # digits (built in) or a TFDS image dataset.
+  c.dataset.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR, else ../shared/tensorflow_datasets.
+  c.dataset.train_split = 'train[:45000]'  # TFDS split strings, slicing allowed.
+  c.dataset.val_split = 'train[45000:]'
+  c.dataset.test_split = 'test'
+  c.dataset.mean = (0.4914, 0.4822, 0.4465)  # Per-channel normalisation, [0, 1] units.
+  c.dataset.std = (0.2470, 0.2435, 0.2616)
+  c.dataset.augment = ml_collections.ConfigDict()
+  c.dataset.augment.flip = True  # Random horizontal flip (training only).
+  c.dataset.augment.crop = True  # Random resized crop back to the input size (training only).
+  c.dataset.augment.crop_scale = (0.8, 1.0)  # Area fraction range of the crop.
+  c.dataset.augment.crop_ratio = (0.9, 1.1)  # Aspect-ratio range of the crop (log-uniform).
+
+  # ---- optimisation ---------------------------------------------------------------------------
+  c.optimizer = 'adam'  # adam | adamw | sgd | momentum (PyTorch semantics, see curvelab/optim.py).
+  c.learning_rate = 3e-4  # Peak learning rate.
+  c.weight_decay = 5e-4  # adamw: decoupled; sgd/momentum: L2 added to the gradient; adam: unused.
+  c.weight_decay_on = 'all'  # all (the reference) | matrices (skip biases, norms, embeddings' 1-D).
+  c.momentum = 0.9  # Momentum of the `momentum` optimizer.
+  c.lr_schedule = 'constant'  # constant | cosine | linear (decay after warmup).
+  c.warmup_epochs = 0.0  # Linear warmup length in epochs (fractions allowed).
+  c.final_lr_ratio = 0.0  # End of the cosine/linear decay as a fraction of learning_rate.
+  c.grad_clip_norm = 0.0  # Clip gradients to this global L2 norm (0 = off).
+  c.grad_accum_steps = 1  # Split each batch into this many micro-batches (same update, less memory).
+  c.batch_size = 128  # Global batch size (all devices together).
+  c.eval_batch_size = 0  # Evaluation batch size; 0 = batch_size.
+  c.num_epochs = 10  # Training epochs.
+  c.compute_dtype = 'float32'  # float32 | bfloat16 (parameters and optimizer state stay float32).
+
+  # ---- selection and stopping -------------------------------------------------------------------
+  c.best_metric = ''  # History key choosing the best checkpoint; '' = the task's (val_accuracy...).
+  c.early_stopping_patience = 0  # Stop after this many epochs without improvement (0 = off).
+  c.early_stopping_min_delta = 0.0  # Smallest change of best_metric that counts as improvement.
+
+  # ---- cadence and bookkeeping --------------------------------------------------------------------
+  c.log_every_steps = 50  # Console progress (steps/s, ETA) every this many steps.
+  c.eval_every_epochs = 1  # Validation cadence in epochs (the last epoch always evaluates).
+  c.checkpoint_every_epochs = 1  # Checkpoint cadence in epochs (the last epoch always saves).
+
+  # ---- the training doctor -----------------------------------------------------------------------
+  c.doctor = ml_collections.ConfigDict()
+  c.doctor.enabled = True  # Diagnose the history after every epoch into diagnosis.json.
+  c.doctor.stop_on = ''  # Comma-separated finding ids that stop the run (e.g. diverged,overfitting).
+  c.doctor.patience = 3  # Epochs a stop_on finding must persist before the run stops.
+
+  # ---- sanity mode ----------------------------------------------------------------------------------
+  c.sanity_examples = 0  # >0: memorise this many training examples (no aug/dropout/decay) and stop.
+  c.sanity_loss_threshold = 0.01  # Training loss that counts as memorised.
+  c.sanity_max_epochs = 500  # Give up (sanity: failed) after this many epochs.
+  return c

@@ -1,0 +1,31 @@
+r"""The embedded default: a small ViT on scikit-learn's handwritten digits (no download).
+
+1,797 8x8 grey images shipped inside scikit-learn; 1,200 train / 237 validation / 360 test.
+Reaches >= 0.90 test accuracy in well under two minutes on a 2-core CPU.
+
+Run:
+  make demo            # or: python train.py --config=configs/quickstart.py --workdir=runs/demo
+"""
+
+from configs import common
+from configs import vit_prenorm
+
+ARGS = {'epochs': 30}
+
+
+def get_config(arg: str | None = None):
+  args = common.parse_args(arg, ARGS)
+  c = common.base_config()
+  c.model = vit_prenorm.vit_model(layers=2, block='prenorm')
+  vit_prenorm.make_tiny(c)
+  c.model.embed_dim = 64  # Width of the tokens; 16 patches of 2x2 + CLS.
+  c.model.mlp_dim = 128
+  c.optimizer = 'adamw'
+  c.learning_rate = 1e-3
+  c.weight_decay = 1e-4
+  c.lr_schedule = 'cosine'
+  c.warmup_epochs = 2.0
+  c.batch_size = 64
+  c.num_epochs = args['epochs']
+  c.log_every_steps = 0  # Epochs are short; per-epoch lines are enough.
+  return c

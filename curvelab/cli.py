@@ -1,0 +1,61 @@
+"""Command-line plumbing shared by train.py, eval.py and the other thin CLIs.
+
+Flag parsing errors (an unknown ``--config.FIELD``, a config file that refuses its arguments) are
+turned into one ``error:`` line and exit status 2 instead of absl's usage dump or a traceback.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from curvelab import console
+from curvelab import errors
+
+
+def define_config_flags() -> None:
+  config_flags.DEFINE_config_file('config', None, 'Config file, with optional :args.',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Folder the run writes to (and resumes from).')
+
+
+def _one_line(exc: BaseException) -> str:
+  text = str(exc)
+  # absl wraps config errors as "flag --config=...: <reason>"; keep the reason, drop trailing lines.
+  cause = exc.__cause__ or exc.__context__
+  while cause is not None and isinstance(cause, errors.CurvelabError) is False and cause.__cause__:
+    cause = cause.__cause__
+  if isinstance(cause, errors.CurvelabError):
+    return str(cause)
+  lines = [l for l in text.splitlines() if l.strip()]
+  return lines[0] if lines else type(exc).__name__
+
+
+def parse_or_exit(argv: list[str]) -> list[str]:
+  """Parses absl flags; bad flags exit 2 with one line naming the problem."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = _one_line(e)
+    if 'Could not override' in message or 'KeyError' in message or 'not found' in message:
+      message = f'{message} (unknown config field: check the name against the config file)'
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(2)
+  except errors.CurvelabError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def run_training_main(main) -> None:
+  """Defines the config flags, parses them cleanly and runs ``main`` under absl."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow (CLU writers) stays quiet.
+  define_config_flags()
+  argv = parse_or_exit(sys.argv)
+
+  def quiet_main(args):
+    console.quiet_libraries()  # After absl.app has set up its own logging.
+    return main(args)
+
+  app.run(quiet_main, argv=argv, flags_parser=lambda a: a)

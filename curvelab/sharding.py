@@ -1,0 +1,57 @@
+"""Data-parallel sharding over every device of every process.
+
+One 1-D mesh axis, ``data``. Parameters, optimizer state and metrics are replicated; every batch
+array is split along its leading (example) axis. Under ``jax.jit`` the compiler inserts the
+gradient all-reduce (and the cross-device mean of BatchNorm statistics), so the sharded step
+computes exactly what a single device would on the whole global batch.
+"""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from curvelab import errors
+
+DATA_AXIS = 'data'
+
+
+def make_mesh() -> Mesh:
+  """A mesh over all global devices (every process sees the same device order)."""
+  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(batch_size: int, *, field: str = 'batch_size', multiple: int = 1) -> None:
+  """Refuses a global batch that cannot be split evenly across devices (and micro-batches).
+
+  Args:
+    batch_size: the global batch size.
+    field: the config field to name in the error.
+    multiple: an extra factor the per-device share must divide by (gradient accumulation).
+  """
+  n = jax.device_count()
+  if batch_size <= 0:
+    raise errors.ConfigError(f'{field} must be a positive integer, got {batch_size}.')
+  if batch_size % (n * multiple):
+    extra = f' x grad_accum_steps={multiple}' if multiple > 1 else ''
+    raise errors.ConfigError(
+        f'{field}={batch_size} is not divisible by the device count ({n}){extra}; '
+        f'use a multiple of {n * multiple}.')
+
+
+def local_batch_size(global_batch: int) -> int:
+  """This process's share of a global batch."""
+  return global_batch // jax.process_count()
+
+
+def to_global(batch: dict, mesh: Mesh) -> dict:
+  """Assembles global arrays from this process's slice of a batch (no copy between processes)."""
+  sharding = batch_sharded(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)

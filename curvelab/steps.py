@@ -1,0 +1,126 @@
+"""The compiled train and eval steps, generic over models and tasks.
+
+The loop never sees a ViT or an LSTM: it gets a model (Linen module), a task (loss + metrics) and
+an optax transformation, and these builders turn them into pure functions of
+``(state, batch, metrics)`` that are jit-compiled once with data-parallel shardings.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from curvelab import metrics as metrics_lib
+from curvelab.state import TrainState
+
+
+def layer_names(params) -> tuple[str, ...]:
+  """Top-level parameter groups (blocks, embeddings, head) for per-layer gradient norms."""
+  return tuple(sorted(params.keys()))
+
+
+def _apply(model, params, model_state, inputs: dict, *, train: bool, rng=None):
+  """Runs the model; returns ``(outputs, new_model_state)`` (model state unchanged in eval)."""
+  variables = {'params': params, **model_state}
+  rngs = {'dropout': rng} if rng is not None else None
+  if train and model_state:
+    outputs, new_state = model.apply(variables, **inputs, train=True, rngs=rngs,
+                                     mutable=list(model_state.keys()))
+    return outputs, dict(new_state)
+  return model.apply(variables, **inputs, train=train, rngs=rngs), model_state
+
+
+def _microbatches(batch: dict, k: int) -> dict:
+  """[B, ...] -> [k, B/k, ...], micro-batch j taking examples j, j+k, j+2k, ...
+
+  Strided rather than contiguous micro-batches keep every device busy in every micro-step: a
+  device's contiguous shard of the global batch holds examples of all ``k`` micro-batches.
+  """
+  return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+
+
+def make_train_step(*, model, task, tx: optax.GradientTransformation,
+                    grad_accum_steps: int = 1) -> Callable:
+  """Builds ``train_step(state, batch, metrics) -> (state, metrics)``.
+
+  ``metrics`` is the pair ``(task.train_metrics, metrics_lib.Dynamics)`` accumulated over the
+  epoch on the device. The loss is the weight-normalised sum over the whole global batch, so the
+  gradient is identical with and without accumulation and on any number of devices.
+  """
+
+  def loss_fn(params, model_state, batch, rng):
+    outputs, new_state = _apply(model, params, model_state, task.model_inputs(batch),
+                                train=True, rng=rng)
+    loss_sum, weight_sum, per_example = task.loss_terms(outputs, batch)
+    return loss_sum, (weight_sum, task.metric_inputs(outputs, batch, per_example), new_state)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulate(state: TrainState, batch: dict, rng):
+    if grad_accum_steps == 1:
+      (loss_sum, (weight, minputs, new_state)), grads = grad_fn(
+          state.params, state.model_state, batch, rng)
+      return loss_sum, weight, minputs, new_state, grads
+
+    def body(carry, xs):
+      grads_acc, loss_acc, weight_acc, model_state = carry
+      micro, index = xs
+      (loss_sum, (weight, minputs, model_state)), grads = grad_fn(
+          state.params, model_state, micro, jax.random.fold_in(rng, index))
+      grads_acc = jax.tree.map(jnp.add, grads_acc, grads)
+      return (grads_acc, loss_acc + loss_sum, weight_acc + weight, model_state), minputs
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), state.model_state)
+    (grads, loss_sum, weight, new_state), minputs = jax.lax.scan(
+        body, init, (_microbatches(batch, grad_accum_steps), jnp.arange(grad_accum_steps)))
+    # Stacked per-micro-batch metric inputs [k, B/k, ...] -> [B, ...]; scalars were not stacked
+    # per example, so only reshape arrays that have the micro-batch layout.
+    minputs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]) if x.ndim >= 2 else x, minputs)
+    return loss_sum, weight, minputs, new_state, grads
+
+  def step(state: TrainState, batch: dict):
+    rng = jax.random.fold_in(state.rng, state.step)
+    loss_sum, weight, minputs, new_model_state, grads = accumulate(state, batch, rng)
+    scale = 1.0 / jnp.maximum(weight, 1e-12)
+    grads = jax.tree.map(lambda g: g * scale, grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    param_norm = optax.global_norm(state.params)
+    dynamics = metrics_lib.Dynamics.single_from_model_output(
+        grad_norm=optax.global_norm(grads),
+        param_norm=param_norm,
+        update_ratio=optax.global_norm(updates) / jnp.maximum(param_norm, 1e-12),
+        layer_grad_norms=jnp.stack([optax.global_norm(grads[k]) for k in layer_names(grads)]),
+        loss_value=loss_sum * scale,
+        step_number=state.step + 1,
+    )
+    task_metrics = task.train_metrics.single_from_model_output(**minputs)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              model_state=new_model_state)
+    return new_state, (task_metrics, dynamics)
+
+  def train_step(state: TrainState, batch: dict, metrics: Any):
+    new_state, (task_metrics, dynamics) = step(state, batch)
+    return new_state, (metrics[0].merge(task_metrics), metrics[1].merge(dynamics))
+
+  train_step.single = step  # For eval_shape of the metric collections.
+  return train_step
+
+
+def make_eval_step(*, model, task) -> Callable:
+  """Builds ``eval_step(state, batch, metrics) -> metrics`` (inference mode, padding masked)."""
+
+  def single(state: TrainState, batch: dict):
+    outputs, _ = _apply(model, state.params, state.model_state, task.model_inputs(batch),
+                        train=False)
+    _, _, per_example = task.loss_terms(outputs, batch)
+    return task.eval_metrics.single_from_model_output(
+        **task.metric_inputs(outputs, batch, per_example))
+
+  def eval_step(state: TrainState, batch: dict, metrics: Any):
+    return metrics.merge(single(state, batch))
+
+  eval_step.single = single
+  return eval_step

@@ -1,0 +1,53 @@
+"""Config checks that run before any data is decoded or any step is compiled.
+
+Each failure raises :class:`~curvelab.errors.ConfigError` naming the field and what is allowed.
+"""
+
+from curvelab import errors
+from curvelab import optim
+
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+def _positive(config, field: str, kind=(int,)) -> None:
+  value = config
+  for part in field.split('.'):
+    value = value[part]
+  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    noun = 'integer' if kind == (int,) else 'number'
+    raise errors.ConfigError(f'{field} must be a positive {noun}, got {value!r}.')
+
+
+def _choice(value, field: str, allowed) -> None:
+  if value not in allowed:
+    raise errors.ConfigError(f'{field}={value!r} is unknown; allowed: {", ".join(allowed)}.')
+
+
+def check(config) -> None:
+  """Checks the fields every run has (the model and data check their own)."""
+  _positive(config, 'learning_rate', (int, float))
+  _positive(config, 'batch_size')
+  _positive(config, 'num_epochs')
+  _positive(config, 'grad_accum_steps')
+  if 'num_layers' in config.model:
+    _positive(config, 'model.num_layers')
+  _choice(config.optimizer, 'optimizer', optim.OPTIMIZERS)
+  _choice(config.lr_schedule, 'lr_schedule', optim.SCHEDULES)
+  _choice(config.weight_decay_on, 'weight_decay_on', optim.WEIGHT_DECAY_ON)
+  _choice(config.compute_dtype, 'compute_dtype', COMPUTE_DTYPES)
+  for field in ('weight_decay', 'warmup_epochs', 'grad_clip_norm', 'label_smoothing',
+                'early_stopping_min_delta', 'final_lr_ratio'):
+    if config[field] < 0:
+      raise errors.ConfigError(f'{field} must be >= 0, got {config[field]!r}.')
+  if config.eval_batch_size < 0:
+    raise errors.ConfigError(f'eval_batch_size must be >= 0 (0 = batch_size), got '
+                             f'{config.eval_batch_size}.')
+  if config.batch_size % config.grad_accum_steps:
+    raise errors.ConfigError(
+        f'batch_size={config.batch_size} is not divisible by grad_accum_steps='
+        f'{config.grad_accum_steps}.')
+  for field in ('early_stopping_patience', 'sanity_examples', 'log_every_steps'):
+    if config[field] < 0:
+      raise errors.ConfigError(f'{field} must be >= 0, got {config[field]!r}.')
+  for field in ('eval_every_epochs', 'checkpoint_every_epochs'):
+    _positive(config, field)

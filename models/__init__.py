@@ -1,0 +1,68 @@
+"""Model registry: configs name a model, the loop never imports one directly.
+
+Each entry is a keyword-only factory ``build(model_config, *, num_outputs, dtype)`` returning a
+Linen module whose ``__call__(..., *, train)`` takes the arrays the task feeds it.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+
+from curvelab import errors
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_VALIDATORS: dict[str, Callable[..., None]] = {}
+
+
+def register(name: str, *, validator: Callable[..., None] | None = None):
+  """Decorator adding a factory (and its config validator) to the registry under ``name``.
+
+  Args:
+    name: the ``model.name`` value.
+    validator: ``validator(model_config, *, example_shape)`` raising ConfigError for settings
+      that cannot work with the data.
+  """
+  def wrap(factory):
+    _REGISTRY[name] = factory
+    if validator is not None:
+      _VALIDATORS[name] = validator
+    return factory
+  return wrap
+
+
+def validate(model_config, *, example_shape: tuple) -> None:
+  """Checks a model config against the data before anything is built."""
+  _load_all()
+  if model_config.name not in _REGISTRY:
+    raise errors.ConfigError(
+        f'model.name={model_config.name!r} is unknown; allowed: {", ".join(names())}.')
+  if model_config.name in _VALIDATORS:
+    _VALIDATORS[model_config.name](model_config, example_shape=example_shape)
+
+
+def names() -> tuple[str, ...]:
+  _load_all()
+  return tuple(sorted(_REGISTRY))
+
+
+def _load_all() -> None:
+  # Importing the modules runs their @register decorators.
+  from models import vit  # pylint: disable=g-import-not-at-top,unused-import
+
+
+def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> nn.Module:
+  """Builds the model named by ``model_config.name``.
+
+  Args:
+    model_config: the config's ``model`` section.
+    num_outputs: classes (classification) or vocabulary size (language models).
+    dtype: compute dtype name, ``float32`` or ``bfloat16`` (parameters stay float32).
+
+  Returns:
+    A Linen module.
+  """
+  _load_all()
+  name = model_config.name
+  if name not in _REGISTRY:
+    raise errors.ConfigError(f'model.name={name!r} is unknown; allowed: {", ".join(names())}.')
+  return _REGISTRY[name](model_config, num_outputs=num_outputs, dtype=dtype)

@@ -1,0 +1,20 @@
+"""Task registry: what a run optimises and measures (loss, metrics, decoding, "best" direction).
+
+The training loop only talks to the :class:`tasks.base.Task` interface; the config's
+``task.name`` picks the implementation.
+"""
+
+from curvelab import errors
+
+
+def names() -> tuple[str, ...]:
+  return ('classification',)
+
+
+def build(config):
+  """Builds the task named by ``config.task.name``."""
+  name = config.task.name
+  if name == 'classification':
+    from tasks import classification  # pylint: disable=g-import-not-at-top
+    return classification.ClassificationTask(label_smoothing=float(config.get('label_smoothing', 0.0)))
+  raise errors.ConfigError(f'task.name={name!r} is unknown; allowed: {", ".join(names())}.')

@@ -1,0 +1,47 @@
+"""The interface between the training loop and a task.
+
+A batch is a dict of arrays whose leading axis is the example axis; ``weight`` (float, 0 for
+padding) is present in every batch, per example or per token. A task:
+
+* picks the model's inputs out of a batch (``model_inputs``);
+* computes the loss as a *sum* over weighted examples/tokens and the total weight
+  (``loss_terms``), so that gradient accumulation and sharding give exactly the same mean as one
+  big batch;
+* names its clu metric collections for training and evaluation, and feeds them
+  (``metric_inputs``);
+* says which history key chooses the best checkpoint and in which direction.
+"""
+
+import abc
+from typing import Any
+
+import jax
+
+
+class Task(abc.ABC):
+  """What the loop needs from a task."""
+
+  #: Task metric names written to the history as ``train_<name>``/``val_<name>``/``test_<name>``.
+  metric_names: tuple[str, ...] = ()
+  #: The validation metric that picks the best checkpoint, and its direction.
+  best_metric: str = 'val_loss'
+  best_mode: str = 'min'
+  #: Size of the output layer is given by the data (classes, vocabulary).
+  train_metrics: Any = None
+  eval_metrics: Any = None
+
+  @abc.abstractmethod
+  def model_inputs(self, batch: dict) -> dict:
+    """Keyword arguments for ``model.apply`` (besides ``train``)."""
+
+  @abc.abstractmethod
+  def loss_terms(self, outputs: Any, batch: dict) -> tuple[jax.Array, jax.Array, dict]:
+    """Returns ``(weighted loss sum, weight sum, per-example values for the metrics)``."""
+
+  @abc.abstractmethod
+  def metric_inputs(self, outputs: Any, batch: dict, per_example: dict) -> dict:
+    """Keyword arguments for ``Collection.single_from_model_output``."""
+
+  def sanity_passed(self, train_row: dict, *, loss_threshold: float) -> bool:
+    """Whether training metrics show the sanity examples were memorised."""
+    return train_row['train_loss'] <= loss_threshold

@@ -1,0 +1,499 @@
+r"""Trains and evaluates one run: ``train_and_evaluate(config, workdir)``.
+
+Usage:
+  python train.py --config=configs/vit_prenorm.py:layers=6,optimizer=adamw --workdir=runs/exp6 \
+      [--config.num_epochs=20 --config.learning_rate=1e-3 ...]
+
+Running the same command again in the same workdir resumes from the latest checkpoint and
+reproduces the history of an uninterrupted run. See README.md for the files a run writes.
+"""
+
+import dataclasses
+import pathlib
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from curvelab import checkpoint as ckpt_lib
+from curvelab import durations
+from curvelab import console
+from curvelab import errors
+from curvelab import metrics as metrics_lib
+from curvelab import optim
+from curvelab import runfiles
+from curvelab import sharding
+from curvelab import state as state_lib
+from curvelab import steps as steps_lib
+from curvelab import validate
+from curvelab import workdir as workdir_lib
+import input_pipeline
+from input_pipeline import pipeline
+import models
+import tasks
+
+
+log = console.logger()
+
+
+# --------------------------------------------------------------------------------- set-up
+
+def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A private, resolved copy of the config (sanity mode applied, defaults filled)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  if config.eval_batch_size == 0:
+    config.eval_batch_size = config.batch_size
+  if config.sanity_examples > 0:
+    # Memorisation test: nothing may stand between the model and its five examples.
+    n = int(config.sanity_examples)
+    config.dataset.augment.flip = False
+    config.dataset.augment.crop = False
+    if 'dropout' in config.model:
+      config.model.dropout = 0.0
+    config.weight_decay = 0.0
+    config.label_smoothing = 0.0
+    config.batch_size = min(config.batch_size, n)
+    config.eval_batch_size = config.batch_size
+    config.grad_accum_steps = 1
+    config.num_epochs = int(config.sanity_max_epochs)
+    config.checkpoint_every_epochs = config.num_epochs
+    config.early_stopping_patience = 0
+    config.lr_schedule = 'constant'
+    config.warmup_epochs = 0.0
+    config.log_every_steps = 0
+  return config
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything built from the config before training starts."""
+  config: ml_collections.ConfigDict
+  task: Any
+  data: input_pipeline.Data
+  model: Any
+  mesh: Any
+  best_metric: str
+  best_mode: str
+
+
+def build(config: ml_collections.ConfigDict) -> Setup:
+  """Validates the config against data and devices and builds task, data and model.
+
+  Every check here runs before any data is decoded or any step is compiled, so bad input ends the
+  run in seconds with one line.
+  """
+  validate.check(config)
+  task = tasks.build(config)
+  data = input_pipeline.build(config)
+  models.validate(config.model, example_shape=data.example_shape)
+  model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.compute_dtype)
+  sharding.check_batch_size(config.batch_size, multiple=config.grad_accum_steps)
+  sharding.check_batch_size(config.eval_batch_size, field='eval_batch_size')
+  if config.sanity_examples > 0:
+    sharding.check_batch_size(config.batch_size, field='sanity_examples (batch)')
+  best_metric = config.best_metric or task.best_metric
+  best_mode = task.best_mode if best_metric == task.best_metric else (
+      'max' if best_metric.endswith(('accuracy', 'bleu')) else 'min')
+  if not best_metric.startswith('val_'):
+    raise errors.ConfigError(f'best_metric={best_metric!r} must be a validation key (val_...).')
+  return Setup(config=config, task=task, data=data, model=model, mesh=sharding.make_mesh(),
+               best_metric=best_metric, best_mode=best_mode)
+
+
+def _example_inputs(setup: Setup, batch: dict) -> dict:
+  return setup.task.model_inputs(jax.tree.map(lambda x: jnp.asarray(x[:1]), batch))
+
+
+def param_shapes(setup: Setup, example_batch: dict):
+  """``config -> parameter shapes`` for the resume check."""
+  inputs = _example_inputs(setup, example_batch)
+
+  def shapes(config):
+    model = models.build(config.model, num_outputs=setup.data.num_outputs,
+                         dtype=config.compute_dtype)
+    tree = jax.eval_shape(lambda: state_lib.init_variables(model, inputs, jax.random.key(0)))
+    return jax.tree.map(lambda s: s.shape, tree['params'])
+
+  return shapes
+
+
+def init_state(setup: Setup, tx, example_batch: dict):
+  """Creates the train state directly with replicated shardings (no host copy)."""
+  inputs = _example_inputs(setup, example_batch)
+  rng = jax.random.key_data(jax.random.key(setup.config.seed))
+  create = jax.jit(lambda r: state_lib.create(setup.model, tx, inputs, jax.random.wrap_key_data(r)),
+                   out_shardings=sharding.replicated(setup.mesh))
+  state = create(rng)
+  return state.replace(rng=jax.random.key_data(state.rng) if jnp.issubdtype(
+      state.rng.dtype, jax.dtypes.prng_key) else state.rng)
+
+
+# --------------------------------------------------------------------------------- compilation
+
+def _global_abstract(batch: dict, mesh) -> dict:
+  shard = sharding.batch_sharded(mesh)
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct((x.shape[0] * jax.process_count(),) + x.shape[1:],
+                                     x.dtype, sharding=shard), batch)
+
+
+def compile_steps(setup: Setup, tx, state, train_batch: dict, eval_batch: dict):
+  """AOT-compiles the train and eval steps; returns them, empty metrics and the seconds spent."""
+  repl = sharding.replicated(setup.mesh)
+  train_step = steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
+                                         grad_accum_steps=setup.config.grad_accum_steps)
+  eval_step = steps_lib.make_eval_step(model=setup.model, task=setup.task)
+  abstract_state = ckpt_lib.abstract(state)
+  train_abs = _global_abstract(train_batch, setup.mesh)
+  eval_abs = _global_abstract(eval_batch, setup.mesh)
+  train_metrics_shape = jax.eval_shape(train_step.single, abstract_state, train_abs)[1]
+  eval_metrics_shape = jax.eval_shape(eval_step.single, abstract_state, eval_abs)
+  empty_train = jax.device_put(metrics_lib.zeros_like(train_metrics_shape), repl)
+  empty_eval = jax.device_put(metrics_lib.zeros_like(eval_metrics_shape), repl)
+  start = time.perf_counter()
+  train_c = jax.jit(train_step, out_shardings=(repl, repl), donate_argnums=(0, 2)).lower(
+      abstract_state, train_abs, ckpt_lib.abstract(empty_train)).compile()
+  eval_c = jax.jit(eval_step, out_shardings=repl, donate_argnums=(2,)).lower(
+      abstract_state, eval_abs, ckpt_lib.abstract(empty_eval)).compile()
+  seconds = time.perf_counter() - start
+  return train_c, eval_c, empty_train, empty_eval, seconds
+
+
+# --------------------------------------------------------------------------------- epochs
+
+def _prefixed(values: dict, prefix: str, task) -> dict:
+  """Task metrics and loss get the split prefix; diagnostic statistics keep their own names."""
+  keep = ('loss',) + tuple(task.metric_names)
+  return {(f'{prefix}_{k}' if k in keep else k): v for k, v in values.items()}
+
+
+def evaluate(setup: Setup, eval_step, state, split, empty_metrics, *, prefix: str) -> dict:
+  """Metrics over every example of ``split`` (padded batches masked) as history keys."""
+  metrics = jax.tree.map(jnp.copy, empty_metrics)
+  for batch in pipeline.eval_batches(split, global_batch=setup.config.eval_batch_size,
+                                     preprocess=setup.data.eval_preprocess,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    metrics = eval_step(state, sharding.to_global(batch, setup.mesh), metrics)
+  values = metrics_lib.to_host(metrics)
+  if prefix != 'val':
+    values = {k: v for k, v in values.items() if k == 'loss' or k in setup.task.metric_names}
+  return _prefixed(values, prefix, setup.task)
+
+
+def _peak_memory() -> int | None:
+  stats = jax.local_devices()[0].memory_stats()
+  return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
+
+
+def _train_row(setup: Setup, metrics, names) -> dict:
+  task_values = metrics_lib.to_host(metrics[0])
+  dynamics = metrics_lib.to_host(metrics[1])
+  row = _prefixed(task_values, 'train', setup.task)
+  layer = dynamics.pop('layer_grad_norms')
+  nonfinite = dynamics.pop('nonfinite')
+  row.update(dynamics)
+  row['layer_grad_norms'] = dict(zip(names, layer))
+  row['nonfinite'] = bool(nonfinite['count'])
+  return row, nonfinite
+
+
+class Progress:
+  """Console progress inside an epoch: steps/s and ETA, at the config's cadence."""
+
+  def __init__(self, cadence: durations.Cadence):
+    self.cadence = cadence
+    self.start = time.perf_counter()
+    self.start_step = 0
+
+  def reset(self, step: int) -> None:
+    self.start, self.start_step = time.perf_counter(), step
+
+  def report(self, step: int, loss: float) -> None:
+    rate = (step - self.start_step) / max(time.perf_counter() - self.start, 1e-9)
+    left = (self.cadence.total_steps - step) / max(rate, 1e-9)
+    log.info('epoch %d step %d/%d  loss %.4f  %.1f steps/s  ETA %.0fs',
+                 self.cadence.epoch_of(step), step, self.cadence.total_steps, loss, rate, left)
+
+
+def _check_finite(nonfinite: dict, *, epoch: int, last_saved: int | None) -> None:
+  if nonfinite['count']:
+    kept = (f'the last good checkpoint (step {last_saved}) is intact'
+            if last_saved is not None else 'no checkpoint was saved')
+    raise errors.TrainingError(
+        f'non-finite loss at epoch {epoch}, step {nonfinite["first_step"]}: training stopped; '
+        f'{kept}. Lower learning_rate, add grad_clip_norm or warmup_epochs.')
+
+
+# --------------------------------------------------------------------------------- main entry
+
+def _write_scalars(writer, epoch: int, row: dict) -> None:
+  scalars = {k: v for k, v in row.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+  for name, value in row.get('layer_grad_norms', {}).items():
+    scalars[f'grad_norm/{name}'] = value
+  writer.write_scalars(epoch, scalars)
+  writer.flush()
+
+
+def _make_doctor(setup: Setup, num_params: int, num_train: int):
+  if not setup.config.doctor.enabled:
+    return None
+  try:
+    from diagnostics import OnlineDoctor  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  stop_on = tuple(s.strip() for s in setup.config.doctor.stop_on.split(',') if s.strip())
+  num_classes = setup.data.num_outputs if setup.task.best_metric == 'val_accuracy' else None
+  return OnlineDoctor(stop_on=stop_on, patience=setup.config.doctor.patience,
+                      num_params=num_params, num_train_examples=num_train,
+                      num_classes=num_classes)
+
+
+def _improved(value, best, *, mode: str, min_delta: float) -> bool:
+  if value is None:
+    return False
+  if best is None:
+    return True
+  return value > best + min_delta if mode == 'max' else value < best - min_delta
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains a run, keeps its best checkpoint, evaluates it on the test split.
+
+  Args:
+    config: the run's config (see configs/).
+    workdir: where ``config.json``, ``history.jsonl``, ``summary.json``, ``checkpoints/`` and
+      TensorBoard events go. An existing run there is resumed.
+
+  Returns:
+    The summary (also written to ``WORKDIR/summary.json``).
+  """
+  config = prepare_config(config)
+  setup = build(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  lock = workdir_lib.WorkdirLock(workdir)
+  lock.acquire()
+  try:
+    return _run(setup, workdir)
+  finally:
+    lock.release()
+
+
+def _check_resume(setup: Setup, workdir: pathlib.Path, example_batch: dict) -> None:
+  saved_path = workdir / runfiles.CONFIG
+  if not saved_path.exists() or not (workdir / 'checkpoints').exists():
+    return
+  import json  # pylint: disable=g-import-not-at-top
+  saved = json.loads(saved_path.read_text())
+  fields = workdir_lib.shape_changing_fields(saved, setup.config, param_shapes(setup, example_batch))
+  if fields:
+    raise errors.ResumeError(
+        f'workdir {workdir} holds a run whose config differs in {", ".join(fields)}, which changes '
+        'parameter shapes; use a new --workdir or restore the saved value.')
+
+
+def _load_splits(setup: Setup) -> dict:
+  splits = {role: setup.data.load(role) for role in ('train', 'val', 'test')}
+  if setup.config.sanity_examples > 0:
+    n = int(setup.config.sanity_examples)
+    if len(splits['train']) < n:
+      raise errors.ConfigError(f'sanity_examples={n} exceeds the training split '
+                               f'({len(splits["train"])} examples).')
+    splits['train'] = splits['train'].head(n)
+    splits['val'] = splits['train']  # Memorisation is judged on the examples themselves.
+  return splits
+
+
+def _run(setup: Setup, workdir: pathlib.Path) -> dict:
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+  config = setup.config
+  t_start = time.perf_counter()
+  splits = _load_splits(setup)
+  num_train = len(splits['train'])
+  steps_per_epoch = durations.steps_per_epoch(num_examples=num_train, batch_size=config.batch_size)
+  cadence = durations.make_cadence(config, steps_per_epoch=steps_per_epoch)
+  tx, schedule = optim.make_optimizer(config, steps_per_epoch=steps_per_epoch)
+
+  train_ds = pipeline.train_dataset(
+      splits['train'], global_batch=config.batch_size, num_epochs=cadence.num_epochs,
+      seed=config.seed, preprocess=setup.data.train_preprocess,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  example_train = train_ds[0]
+  example_eval = next(pipeline.eval_batches(
+      splits['val'], global_batch=config.eval_batch_size, preprocess=setup.data.eval_preprocess,
+      process_index=jax.process_index(), process_count=jax.process_count()))
+  _check_resume(setup, workdir, example_train)
+
+  state = init_state(setup, tx, example_train)
+  num_params = state_lib.count_params(state.params)
+  names = steps_lib.layer_names(state.params)
+  checkpointer = ckpt_lib.Checkpointer(workdir / 'checkpoints', best_metric=setup.best_metric,
+                                       best_mode=setup.best_mode)
+  meta = {'epoch': 0, 'best_value': None, 'best_epoch': None, 'best_step': None,
+          'bad_epochs': 0, 'elapsed_s': 0.0}
+  data_state = None
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    state, data_state, meta = checkpointer.restore(latest, ckpt_lib.abstract(state))
+    ckpt_lib.log_restored(latest, meta)
+  history = [r for r in runfiles.read_history(workdir) if r.get('epoch', 0) <= meta['epoch']]
+  runfiles.write_history(workdir, history)
+  runfiles.write_json(workdir / runfiles.CONFIG, config.to_dict())
+
+  train_step, eval_step, empty_train, empty_eval, compile_s = compile_steps(
+      setup, tx, state, example_train, example_eval)
+  log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s.',
+               compile_s, f'{num_params:,}', steps_per_epoch, jax.device_count(),
+               jax.devices()[0].device_kind)
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=not runfiles.is_writer(),
+                                                asynchronous=False)
+  doctor = _make_doctor(setup, num_params, num_train)
+  iterator = pipeline.train_iterator(train_ds, data_state)
+  progress = Progress(cadence)
+  status = 'finished'
+  sanity = None
+  step = int(meta['epoch']) * steps_per_epoch
+  last_saved = latest
+
+  for epoch in range(int(meta['epoch']) + 1, cadence.num_epochs + 1):
+    metrics = jax.tree.map(jnp.copy, empty_train)
+    progress.reset(step)
+    t0 = time.perf_counter()
+    for _ in range(steps_per_epoch):
+      batch = sharding.to_global(next(iterator), setup.mesh)
+      state, metrics = train_step(state, batch, metrics)
+      step += 1
+      if cadence.should_log(step):
+        progress.report(step, float(metrics[0].loss.compute()))
+    train_row, nonfinite = _train_row(setup, metrics, names)  # Blocks until the epoch is done.
+    epoch_time = time.perf_counter() - t0
+
+    row = {'epoch': epoch, 'step': step, 'learning_rate': float(schedule(step - 1))}
+    row.update(train_row)
+    eval_time = 0.0
+    if nonfinite['count'] == 0 and cadence.should_eval(step):
+      t1 = time.perf_counter()
+      row.update(evaluate(setup, eval_step, state, splits['val'], empty_eval, prefix='val'))
+      eval_time = time.perf_counter() - t1
+    meta['elapsed_s'] = float(meta['elapsed_s']) + epoch_time + eval_time
+    row.update(epoch_time_s=epoch_time, eval_time_s=eval_time, elapsed_s=meta['elapsed_s'],
+               examples_per_s=steps_per_epoch * config.batch_size / max(epoch_time, 1e-9),
+               peak_memory_bytes=_peak_memory())
+    history.append(row)
+    runfiles.append_history(workdir, row)
+    _write_scalars(writer, epoch, row)
+    log.info('epoch %d: %s', epoch, ', '.join(
+        f'{k}={row[k]:.4g}' for k in row if k.startswith(('train_', 'val_'))
+        and isinstance(row[k], float)))
+    _check_finite(nonfinite, epoch=epoch, last_saved=last_saved)
+
+    value = row.get(setup.best_metric)
+    if _improved(value, meta['best_value'], mode=setup.best_mode,
+                 min_delta=config.early_stopping_min_delta):
+      meta.update(best_value=value, best_epoch=epoch, best_step=step, bad_epochs=0)
+    elif value is not None:
+      meta['bad_epochs'] = int(meta['bad_epochs']) + 1
+    meta['epoch'] = epoch
+
+    stop_reason = None
+    if config.sanity_examples > 0 and setup.task.sanity_passed(
+        row, loss_threshold=config.sanity_loss_threshold):
+      sanity, stop_reason = {'passed': True, 'epochs': epoch}, 'sanity'
+    elif config.early_stopping_patience and meta['bad_epochs'] >= config.early_stopping_patience:
+      status, stop_reason = 'early_stopped', 'early_stopped'
+    if doctor is not None:
+      for finding in doctor.update(history):
+        log.info('doctor: %s (%s) %s', finding.id, finding.severity,
+                     getattr(finding, 'evidence', {}).get('text', '')
+                     if isinstance(getattr(finding, 'evidence', None), dict) else '')
+      runfiles.write_json(workdir / 'diagnosis.json', doctor.to_json())
+      if doctor.should_stop and stop_reason is None:
+        status, stop_reason = 'stopped_by_doctor', 'doctor'
+        log.info('doctor stopped the run: %s', doctor.stop_reason)
+
+    if cadence.should_checkpoint(step) or stop_reason is not None or meta['best_step'] == step:
+      checkpointer.save(step, state=state, data_state=iterator.get_state(), meta=dict(meta),
+                        is_best=meta['best_step'] == step, value=value)
+      last_saved = step
+    if stop_reason is not None:
+      break
+
+  if config.sanity_examples > 0 and sanity is None:
+    last = history[-1] if history else {}
+    sanity = {'passed': False, 'epochs': len(history), 'train_loss': last.get('train_loss')}
+
+  summary = _finish(setup, workdir, checkpointer, state, splits, empty_eval, eval_step, meta,
+                    history, num_params=num_params, num_train=num_train, compile_s=compile_s,
+                    status=status, sanity=sanity, total_s=time.perf_counter() - t_start)
+  writer.close()
+  checkpointer.close()
+  return summary
+
+
+def _finish(setup: Setup, workdir, checkpointer, state, splits, empty_eval, eval_step, meta,
+            history, *, num_params, num_train, compile_s, status, sanity, total_s) -> dict:
+  """Restores the best checkpoint, evaluates it on the test split and writes summary.json."""
+  config = setup.config
+  test = {}
+  best_step = meta.get('best_step')
+  if best_step is not None and sanity is None:
+    if best_step != int(state.step):
+      state, _, _ = checkpointer.restore(best_step, ckpt_lib.abstract(state))
+    test = evaluate(setup, eval_step, state, splits['test'], empty_eval, prefix='test')
+  best_row = next((r for r in history if r['epoch'] == meta.get('best_epoch')), {})
+  summary = {
+      'num_params': num_params,
+      'num_train_examples': num_train,
+      'best_epoch': meta.get('best_epoch'),
+      'best_step': best_step,
+      'best_metric': setup.best_metric,
+      'best_mode': setup.best_mode,
+      'epochs_run': len(history),
+      'status': status,
+      'total_time_s': total_s,
+      'compile_time_s': compile_s,
+      'device_kind': jax.devices()[0].device_kind,
+      'device_count': jax.device_count(),
+      'config': config.to_dict(),
+  }
+  for key in ('val_loss',) + tuple(f'val_{m}' for m in setup.task.metric_names):
+    summary[f'best_{key}'] = best_row.get(key)
+  summary.update(test)
+  if sanity is not None:
+    summary['sanity'] = sanity
+    log.info('sanity: %s in %d epochs%s', 'passed' if sanity['passed'] else 'failed',
+                 sanity['epochs'], '' if sanity['passed'] else
+                 f' (training loss reached {sanity.get("train_loss")})')
+  runfiles.write_json(workdir / runfiles.SUMMARY, summary)
+  return summary
+
+
+# --------------------------------------------------------------------------------- CLI
+
+def main(argv):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  del argv
+  flags_ = flags.FLAGS
+  if not flags_.workdir:
+    print('error: --workdir is required (the folder the run writes to).', file=sys.stderr)
+    return 2
+  try:
+    summary = train_and_evaluate(flags_.config, flags_.workdir)
+  except errors.CurvelabError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  brief = {k: v for k, v in summary.items() if k != 'config'}
+  import json  # pylint: disable=g-import-not-at-top
+  print(json.dumps(brief, indent=2, sort_keys=True, default=str))
+  return 0
+
+
+if __name__ == '__main__':
+  from curvelab import cli  # pylint: disable=g-import-not-at-top
+  cli.run_training_main(main)
