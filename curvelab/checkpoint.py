@@ -92,6 +92,30 @@ class Checkpointer:
           f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}') from e
     return restored['state'], dict(restored['data']), dict(restored['meta'])
 
+  def read_meta(self, step: int) -> dict:
+    """The loop bookkeeping saved with ``step`` (cheap: no arrays are read)."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored['meta'])
+
+  def resolve(self, which: str) -> int:
+    """Step of ``best``, ``latest`` or a number, with a clear error when there is none."""
+    steps = self.all_steps()
+    if not steps:
+      raise errors.ResumeError(f'no checkpoint in {self.manager.directory}.')
+    latest = max(steps)
+    if which == 'latest':
+      return latest
+    if which == 'best':
+      best = self.read_meta(latest).get('best_step')
+      if best is None or best not in steps:
+        raise errors.ResumeError(f'no best checkpoint recorded in {self.manager.directory}; '
+                                 f'available steps: {sorted(steps)}.')
+      return int(best)
+    if not which.isdigit() or int(which) not in steps:
+      raise errors.ConfigError(f'--checkpoint={which!r} is not available; use best, latest or one '
+                               f'of the steps {sorted(steps)}.')
+    return int(which)
+
   def close(self) -> None:
     self.manager.close()
 
