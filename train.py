@@ -298,6 +298,25 @@ def _check_resume(setup: Setup, workdir: pathlib.Path, example_batch: dict) -> N
         'parameter shapes; use a new --workdir or restore the saved value.')
 
 
+def _check_vocabulary(setup: Setup, workdir: pathlib.Path) -> None:
+  """Saves the tokenizer with the run, or refuses to resume with a different one."""
+  tokenizer = setup.data.extra.get('tokenizer')
+  if tokenizer is None:
+    return
+  from input_pipeline import text  # pylint: disable=g-import-not-at-top
+  path = workdir / 'vocab.json'
+  if path.exists():
+    import json  # pylint: disable=g-import-not-at-top
+    saved = text.Tokenizer.from_json(json.loads(path.read_text()))
+    if saved != tokenizer and (workdir / 'checkpoints').exists():
+      raise errors.ResumeError(
+          f'the vocabulary saved in {path} ({saved.kind}, {saved.vocab_size} tokens) differs from '
+          f'the one built from the current training data ({tokenizer.kind}, '
+          f'{tokenizer.vocab_size} tokens); use a new --workdir or the original corpus.')
+  if runfiles.is_writer():
+    tokenizer.save(path)
+
+
 def _load_splits(setup: Setup) -> dict:
   splits = {role: setup.data.load(role) for role in ('train', 'val', 'test')}
   if setup.config.sanity_examples > 0:
@@ -329,6 +348,7 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
       splits['val'], global_batch=config.eval_batch_size, preprocess=setup.data.eval_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count()))
   _check_resume(setup, workdir, example_train)
+  _check_vocabulary(setup, workdir)
 
   state = init_state(setup, tx, example_train)
   num_params = state_lib.count_params(state.params)
@@ -385,6 +405,8 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
     row.update(epoch_time_s=epoch_time, eval_time_s=eval_time, elapsed_s=meta['elapsed_s'],
                examples_per_s=steps_per_epoch * config.batch_size / max(epoch_time, 1e-9),
                peak_memory_bytes=_peak_memory())
+    if 'tokens' in row:  # Language models: real (unpadded) tokens per second.
+      row['tokens_per_s'] = row.pop('tokens') * steps_per_epoch / max(epoch_time, 1e-9)
     history.append(row)
     runfiles.append_history(workdir, row)
     _write_scalars(writer, epoch, row)
@@ -464,6 +486,9 @@ def _finish(setup: Setup, workdir, checkpointer, state, splits, empty_eval, eval
   }
   for key in ('val_loss',) + tuple(f'val_{m}' for m in setup.task.metric_names):
     summary[f'best_{key}'] = best_row.get(key)
+  rates = [r['tokens_per_s'] for r in history if r.get('tokens_per_s')]
+  if rates:
+    summary['tokens_per_s'] = float(np.median(rates))
   summary.update(test)
   if sanity is not None:
     summary['sanity'] = sanity

@@ -67,7 +67,8 @@ def scalar_average(key: str):
 
     @classmethod
     def from_model_output(cls, **kwargs):
-      return cls(total=jnp.asarray(kwargs[key], jnp.float32), count=jnp.ones((), jnp.float32))
+      # A value stacked over gradient-accumulation micro-batches sums to the step's value.
+      return cls(total=jnp.asarray(kwargs[key], jnp.float32).sum(), count=jnp.ones((), jnp.float32))
 
     def merge(self, other):
       return type(self)(total=self.total + other.total, count=self.count + other.count)

@@ -39,5 +39,9 @@ class Data:
 
 def build(config) -> Data:
   """Validates the dataset and splits named by the config and returns its :class:`Data`."""
-  from input_pipeline import image_data  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  if config.task.name == 'language_modeling':
+    from input_pipeline import text_data
+    return text_data.build(config)
+  from input_pipeline import image_data
   return image_data.build(config)

@@ -75,10 +75,13 @@ def eval_batches(split: ArraySplit, *, global_batch: int, preprocess: Callable[[
 
   def batch(i: int) -> dict:
     idx = i * global_batch + process_index * local + np.arange(local)
-    weight = (idx < n).astype(np.float32)
-    out = split.take(np.where(idx < n, idx, 0))
-    out = preprocess(out)
-    out['weight'] = weight
+    real = (idx < n).astype(np.float32)
+    out = preprocess(split.take(np.where(idx < n, idx, 0)))
+    if 'weight' in out:  # Per-token weights (language models): zero whole padded examples.
+      w = out['weight']
+      out['weight'] = w * real.reshape((-1,) + (1,) * (w.ndim - 1))
+    else:
+      out['weight'] = real
     return out
 
   ds = grain.MapDataset.range(num_batches).map(batch)

@@ -47,7 +47,10 @@ def names() -> tuple[str, ...]:
 
 def _load_all() -> None:
   # Importing the modules runs their @register decorators.
-  from models import vit  # pylint: disable=g-import-not-at-top,unused-import
+  # pylint: disable=g-import-not-at-top,unused-import
+  from models import lstm_lm
+  from models import transformer_lm
+  from models import vit
 
 
 def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> nn.Module:

@@ -8,7 +8,7 @@ from curvelab import errors
 
 
 def names() -> tuple[str, ...]:
-  return ('classification',)
+  return ('classification', 'language_modeling')
 
 
 def build(config):
@@ -17,4 +17,8 @@ def build(config):
   if name == 'classification':
     from tasks import classification  # pylint: disable=g-import-not-at-top
     return classification.ClassificationTask(label_smoothing=float(config.get('label_smoothing', 0.0)))
+  if name == 'language_modeling':
+    from tasks import language_modeling  # pylint: disable=g-import-not-at-top
+    return language_modeling.LanguageModelingTask(
+        label_smoothing=float(config.get('label_smoothing', 0.0)))
   raise errors.ConfigError(f'task.name={name!r} is unknown; allowed: {", ".join(names())}.')

@@ -1,0 +1,67 @@
+"""Stacked LSTM language model with a tied output head, as in the reference study.
+
+embedding (V x E) -> dropout -> L x LSTM(H) (each followed by dropout) -> Dense(H -> E) + ReLU ->
+logits = h @ embedding^T + bias (tied). The recurrence is ``flax.linen.RNN`` over
+``OptimizedLSTMCell``, i.e. one ``lax.scan`` over time, never a Python loop.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from curvelab import errors
+from models import embeddings
+from models import register
+
+
+class LSTMLanguageModel(nn.Module):
+  """Attributes mirror ``config.model`` (see configs/lstm_lm.py)."""
+  vocab_size: int
+  num_layers: int = 1
+  hidden_size: int = 512
+  embed_size: int = 768
+  dropout: float = 0.0
+  embedding_init: np.ndarray | None = None
+  freeze_embeddings: bool = False
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs, *, train: bool):
+    embed = embeddings.Embedding(self.vocab_size, self.embed_size, initial=self.embedding_init,
+                                 frozen=self.freeze_embeddings, name='embed')
+    drop = nn.Dropout(self.dropout, deterministic=not train)
+    x = drop(embed(inputs).astype(self.dtype))
+    for i in range(self.num_layers):
+      cell = nn.OptimizedLSTMCell(self.hidden_size, dtype=self.dtype)
+      x = drop(nn.RNN(cell, name=f'lstm_{i}')(x))
+    h = nn.relu(nn.Dense(self.embed_size, dtype=self.dtype, name='head_proj')(x))
+    bias = self.param('head_bias', nn.initializers.zeros, (self.vocab_size,))
+    return embed.attend(h.astype(jnp.float32)) + bias
+
+
+def validate(model_config, *, example_shape=None) -> None:
+  del example_shape
+  for field in ('num_layers', 'hidden_size', 'embed_size'):
+    value = model_config[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+      raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
+  if not 0.0 <= model_config.dropout < 1.0:
+    raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')
+  if model_config.freeze_embeddings and not model_config.embedding_path:
+    raise errors.ConfigError('model.freeze_embeddings=True needs model.embedding_path.')
+
+
+def initial_embedding(model_config, vocab_size: int):
+  if not model_config.embedding_path:
+    return None
+  return embeddings.load_matrix(model_config.embedding_path, vocab_size=vocab_size)
+
+
+@register('lstm_lm', validator=validate)
+def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> LSTMLanguageModel:
+  validate(model_config)
+  return LSTMLanguageModel(
+      vocab_size=num_outputs, num_layers=model_config.num_layers,
+      hidden_size=model_config.hidden_size, embed_size=model_config.embed_size,
+      dropout=model_config.dropout, embedding_init=initial_embedding(model_config, num_outputs),
+      freeze_embeddings=model_config.freeze_embeddings, dtype=jnp.dtype(dtype))
