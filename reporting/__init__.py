@@ -1,0 +1,19 @@
+"""Reporting library: load run workdirs, summarise seeds, test differences, draw and publish.
+
+Typical use::
+
+  from reporting import build_report
+  result = build_report(["runs/sweep_vit"], "runs/sweep_vit/report")
+
+Modules: runs (discovery and loading), metrics (direction and units), configs (flattening
+and one-factor differences), stats (mean ± std, Welch's t-test), tables (rows, markdown,
+csv), figures (PNG), doctor (diagnosis findings), html_page (self-contained page),
+build (the whole report).
+"""
+
+from reporting.build import ReportResult, build_report
+from reporting.metrics import MetricSpec, metric_spec
+from reporting.runs import BrokenRun, RunData, discover, load_run
+
+__all__ = ["BrokenRun", "MetricSpec", "ReportResult", "RunData", "build_report", "discover",
+           "load_run", "metric_spec"]

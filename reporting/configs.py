@@ -1,0 +1,53 @@
+"""Config comparison: flattening config.json and finding the factors two runs differ in."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+# Fields that differ between runs without being an experimental factor: seeds are what a
+# row averages over, and directories/paths only say where files went.
+_IGNORED_NAMES = frozenset({"seed", "workdir", "work_dir", "output_dir", "log_dir"})
+_IGNORED_SUFFIXES = ("_seed", "dir", "_path", "_file")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """Flattens nested dicts into dotted keys: {"model": {"name": "vit"}} -> {"model.name": "vit"}.
+
+  Lists stay whole leaf values, since a list-valued field is one factor.
+  """
+  flat: dict[str, Any] = {}
+  for key, value in config.items():
+    dotted = f"{prefix}{key}"
+    if isinstance(value, Mapping) and value:
+      flat.update(flatten(value, dotted + "."))
+    else:
+      flat[dotted] = value
+  return flat
+
+
+def is_ignored(key: str) -> bool:
+  """Returns True for seed and workdir-like fields that are not experimental factors."""
+  last = key.rsplit(".", 1)[-1].lower()
+  return last in _IGNORED_NAMES or last.endswith(_IGNORED_SUFFIXES)
+
+
+def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+  """Returns the flattened config without ignored fields."""
+  return {k: v for k, v in flatten(config).items() if not is_ignored(k)}
+
+
+_MISSING = object()
+
+
+def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+  """Returns sorted keys whose values differ between two flattened configs.
+
+  A key present in only one of them counts as a difference.
+  """
+  keys = set(a) | set(b)
+  return sorted(k for k in keys if a.get(k, _MISSING) != b.get(k, _MISSING))
+
+
+def diff(base: Mapping[str, Any], other: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+  """Returns (key, base value, other value) for every differing key; absent values are None."""
+  return [(k, base.get(k), other.get(k)) for k in differing_keys(base, other)]

@@ -1,0 +1,293 @@
+"""Finding run workdirs and reading the files a run writes (docs/run_files.md).
+
+A run is a directory holding `history.jsonl`; `config.json` and `summary.json` are optional
+so that logs from unfinished runs or from other frameworks still load. Anything unreadable is
+returned as a BrokenRun with a one-line reason instead of raising, so one bad run never
+prevents a report on the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+HISTORY = "history.jsonl"
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+SWEEP_ERROR = "sweep_error.txt"
+
+# Sweeps lay out several seeds of one experiment as NAME/seed_K (see sweeps/).
+_SEED_DIR = re.compile(r"^seed_(\d+)$")
+# Directories that never hold runs but may hold many files; skipping them keeps discovery fast.
+_SKIP_DIRS = frozenset({"checkpoints", "report", "__pycache__", ".git"})
+# Files whose presence marks a run directory even when history.jsonl is missing.
+_RUN_MARKERS = (CONFIG, SUMMARY, SWEEP_ERROR)
+
+
+@dataclasses.dataclass
+class RunLocation:
+  """Where a run lives and how it is labelled in a report.
+
+  Attributes:
+    workdir: the run directory.
+    group: label of the set the run belongs to (the DIR argument it was found under).
+    experiment: experiment name; seeds of one experiment share it.
+  """
+
+  workdir: Path
+  group: str
+  experiment: str
+
+
+@dataclasses.dataclass
+class RunData:
+  """A run whose files could be read.
+
+  Attributes:
+    location: where the run lives.
+    config: config.json contents ({} when absent).
+    history: history rows in file order.
+    summary: summary.json contents, or None for unfinished runs.
+  """
+
+  location: RunLocation
+  config: dict
+  history: list[dict]
+  summary: dict | None
+
+  @property
+  def workdir(self) -> Path:
+    return self.location.workdir
+
+  @property
+  def experiment(self) -> str:
+    return self.location.experiment
+
+  @property
+  def group(self) -> str:
+    return self.location.group
+
+  @property
+  def seed(self) -> int | None:
+    """The seed from config.json, else from a `seed_K` directory name, else None."""
+    seed = self.config.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+      return seed
+    match = _SEED_DIR.match(self.workdir.name)
+    return int(match.group(1)) if match else None
+
+  @property
+  def label(self) -> str:
+    """A short label: the experiment name, plus the seed when the directory is per seed."""
+    if _SEED_DIR.match(self.workdir.name):
+      return f"{self.experiment} seed {self.seed}"
+    return self.experiment
+
+
+@dataclasses.dataclass
+class BrokenRun:
+  """A run that could not be read, with a one-line reason."""
+
+  location: RunLocation
+  reason: str
+
+  def describe(self) -> str:
+    """Returns "<workdir>: <reason>" for messages and footnotes."""
+    return f"{self.location.workdir}: {self.reason}"
+
+
+class RunLoadError(Exception):
+  """Raised by load_run with a one-line reason naming the file at fault."""
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[RunLocation], list[RunLocation], list[str]]:
+  """Finds run workdirs under the given paths.
+
+  A path may be a run workdir, a sweep root or any directory above runs; runs are found by
+  looking for history.jsonl recursively. Directories that look like runs (config.json,
+  summary.json or sweep_error.txt) but have no history.jsonl are returned separately, so the
+  report can list runs that failed before their first epoch.
+
+  Args:
+    paths: directories given by the user.
+
+  Returns:
+    (runs, runs_without_history, messages): messages are one line per unusable path.
+  """
+  runs: list[RunLocation] = []
+  no_history: list[RunLocation] = []
+  messages: list[str] = []
+  seen: set[Path] = set()
+  for raw in paths:
+    path = Path(raw)
+    if not path.exists():
+      messages.append(f"no such directory: {raw}")
+      continue
+    if path.is_file():
+      if path.name != HISTORY:
+        messages.append(f"not a directory (expected a run workdir or sweep root): {raw}")
+        continue
+      path = path.parent
+    found, missing = _scan(path)
+    if not found and not missing:
+      messages.append(f"no run found under {raw} (no {HISTORY} anywhere below it)")
+      continue
+    group = _group_label(raw, path)
+    for workdir in found:
+      if workdir.resolve() not in seen:
+        seen.add(workdir.resolve())
+        runs.append(RunLocation(workdir, group, experiment_name(workdir, path)))
+    for workdir in missing:
+      if workdir.resolve() not in seen:
+        seen.add(workdir.resolve())
+        no_history.append(RunLocation(workdir, group, experiment_name(workdir, path)))
+  return runs, no_history, messages
+
+
+def _scan(root: Path) -> tuple[list[Path], list[Path]]:
+  """Returns (dirs with history.jsonl, run-like dirs without it) below root, sorted."""
+  with_history, without = [], []
+  for directory in _walk(root):
+    if (directory / HISTORY).is_file():
+      with_history.append(directory)
+    elif any((directory / marker).is_file() for marker in _RUN_MARKERS):
+      without.append(directory)
+  key = lambda p: natural_key(str(p))
+  return sorted(with_history, key=key), sorted(without, key=key)
+
+
+def _walk(root: Path):
+  """Yields root and every directory below it, skipping checkpoint and report folders."""
+  stack = [root]
+  while stack:
+    directory = stack.pop()
+    yield directory
+    try:
+      children = [c for c in directory.iterdir() if c.is_dir() and c.name not in _SKIP_DIRS]
+    except OSError:
+      continue
+    stack.extend(children)
+
+
+def _group_label(raw, path: Path) -> str:
+  """Labels the set of runs found under one user-given path.
+
+  Paths that are themselves single runs are pooled into one set called "runs", so that
+  `report.py runs/a runs/b` overlays a and b in one set.
+  """
+  if (path / HISTORY).is_file() or _SEED_DIR.match(path.name):
+    return "runs"
+  return str(raw).rstrip("/") or str(raw)
+
+
+def experiment_name(workdir: Path, root: Path) -> str:
+  """Names the experiment of a workdir: its path below root without a trailing seed_K.
+
+  Args:
+    workdir: the run directory.
+    root: the user-given directory it was found under.
+
+  Returns:
+    e.g. "exp1_l2_adam" for ROOT/exp1_l2_adam/seed_2 or ROOT/exp1_l2_adam.
+  """
+  parts = list(workdir.relative_to(root).parts) if workdir != root else []
+  if not parts:
+    parts = [workdir.name]
+  if _SEED_DIR.match(parts[-1]):
+    parts = parts[:-1] or [workdir.parent.name]
+  return "/".join(parts)
+
+
+def natural_key(text: str) -> list:
+  """Sort key that orders "exp2" before "exp10"."""
+  return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
+
+
+def load_run(location: RunLocation) -> RunData:
+  """Reads a run's history, config and summary.
+
+  Args:
+    location: where the run lives.
+
+  Returns:
+    The RunData.
+
+  Raises:
+    RunLoadError: the history is missing, empty or malformed, or config.json/summary.json
+      exist but are not valid JSON objects.
+  """
+  workdir = location.workdir
+  history = read_history(workdir / HISTORY)
+  summary = _read_json_object(workdir / SUMMARY)
+  config = _read_json_object(workdir / CONFIG)
+  if config is None:
+    # Runs without config.json may still carry their config in the summary.
+    config = summary.get("config") if summary and isinstance(summary.get("config"), dict) else {}
+  return RunData(location, config, history, summary)
+
+
+def read_history(path: Path) -> list[dict]:
+  """Parses history.jsonl strictly: one JSON object per line, each with an `epoch`.
+
+  Blank lines are ignored. A last line that is not valid JSON is reported as truncation
+  (the usual result of a run killed mid-write).
+
+  Raises:
+    RunLoadError: missing, empty or malformed file.
+  """
+  if not path.is_file():
+    raise RunLoadError(f"no {HISTORY} (no finished epoch, or the run failed before its first)")
+  try:
+    text = path.read_text()
+  except (OSError, UnicodeDecodeError) as e:
+    raise RunLoadError(f"cannot read {HISTORY}: {e}") from e
+  lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+  if not lines:
+    raise RunLoadError(f"{HISTORY} is empty")
+  rows = []
+  for index, (number, line) in enumerate(lines):
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      if index == len(lines) - 1:
+        raise RunLoadError(
+            f"{HISTORY} is truncated: last line {number} is not valid JSON ({e.msg})") from e
+      raise RunLoadError(f"{HISTORY} line {number} is not valid JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+      raise RunLoadError(f"{HISTORY} line {number} is a JSON {type(row).__name__}, not an object")
+    if "epoch" not in row:
+      raise RunLoadError(f"{HISTORY} line {number} has no 'epoch' key")
+    rows.append(row)
+  return rows
+
+
+def _read_json_object(path: Path) -> dict | None:
+  """Returns the JSON object in path, None when the file is absent.
+
+  Raises:
+    RunLoadError: the file exists but is not a JSON object.
+  """
+  if not path.is_file():
+    return None
+  try:
+    value = json.loads(path.read_text())
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise RunLoadError(f"{path.name} is not valid JSON ({e})") from e
+  if not isinstance(value, dict):
+    raise RunLoadError(f"{path.name} holds a JSON {type(value).__name__}, not an object")
+  return value
+
+
+def sweep_error_line(workdir: Path) -> str | None:
+  """Returns the first line of a run's sweep_error.txt, when the sweep recorded a failure."""
+  path = workdir / SWEEP_ERROR
+  if not path.is_file():
+    return None
+  try:
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+  except (OSError, UnicodeDecodeError):
+    return None
+  return lines[0] if lines else None

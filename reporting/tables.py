@@ -1,0 +1,348 @@
+"""Experiment tables: per-run numbers, mean ± std over seeds, one-factor significance marks.
+
+One row per experiment (the seeds of an experiment share a row). Numbers are kept in the
+metric's stored units; rendering converts to display units (accuracy in %).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from typing import Sequence
+
+from reporting import configs
+from reporting.metrics import MetricSpec, is_number
+from reporting.runs import BrokenRun, RunData, natural_key
+from reporting.stats import ALPHA, SeedStat, Separation, seed_stat, welch_separation
+
+MIB = 2 ** 20
+
+# Quantities summarised over seeds, in table order. "metric" marks ones in metric units.
+QUANTITIES = ("num_params", "sec_per_epoch", "peak_mib", "best_train", "best_val",
+              "best_epoch", "test", "total_time_s")
+_METRIC_QUANTITIES = frozenset({"best_train", "best_val", "test"})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunNumbers:
+  """The table quantities of one run (one seed), metric values in stored units."""
+
+  num_params: float | None
+  sec_per_epoch: float | None
+  peak_mib: float | None
+  best_train: float | None
+  best_val: float | None
+  best_epoch: int | None
+  test: float | None
+  total_time_s: float | None
+
+
+def run_numbers(run: RunData, metric: MetricSpec) -> RunNumbers:
+  """Computes one run's table quantities.
+
+  Args:
+    run: the run.
+    metric: the metric the table is about.
+
+  Returns:
+    RunNumbers: seconds/epoch is the mean history `epoch_time_s` over all epochs (the
+    trainer already excludes compilation, so nothing else is dropped); peak memory is the
+    max non-null `peak_memory_bytes` in MiB; best train/val are the best values over epochs;
+    best epoch is the first epoch reaching the best val value; test is summary.json's
+    `test_<metric>`; total time is summary.json's `total_time_s`, else the last `elapsed_s`.
+  """
+  rows = run.history
+  summary = run.summary or {}
+  train = [row.get(f"train_{metric.name}") for row in rows]
+  val = [row.get(f"val_{metric.name}") for row in rows]
+  best_train_i = metric.best_index(train)
+  best_val_i = metric.best_index(val)
+  return RunNumbers(
+      num_params=_number(summary.get("num_params")),
+      sec_per_epoch=_mean([row.get("epoch_time_s") for row in rows]),
+      peak_mib=_max_over([row.get("peak_memory_bytes") for row in rows], scale=1 / MIB),
+      best_train=None if best_train_i is None else float(train[best_train_i]),
+      best_val=None if best_val_i is None else float(val[best_val_i]),
+      best_epoch=None if best_val_i is None else _number(rows[best_val_i].get("epoch")),
+      test=_number(summary.get(f"test_{metric.name}")),
+      total_time_s=_total_time(rows, summary),
+  )
+
+
+def _number(value) -> float | None:
+  return value if is_number(value) else None
+
+
+def _mean(values) -> float | None:
+  kept = [v for v in values if is_number(v)]
+  return sum(kept) / len(kept) if kept else None
+
+
+def _max_over(values, scale: float) -> float | None:
+  kept = [v for v in values if is_number(v)]
+  return max(kept) * scale if kept else None
+
+
+def _total_time(rows: Sequence[dict], summary: dict) -> float | None:
+  if is_number(summary.get("total_time_s")):
+    return summary["total_time_s"]
+  # Unfinished runs have no summary; the last cumulative time is the best available.
+  return _number(rows[-1].get("elapsed_s")) if rows else None
+
+
+@dataclasses.dataclass
+class Comparison:
+  """A one-factor comparison between two rows of a table.
+
+  Attributes:
+    other: name of the other experiment.
+    factor: the one flattened config key the two differ in.
+    values: (this row's value, other row's value) of that key.
+    separation: Welch test outcome on per-seed test metrics, None without test metrics.
+  """
+
+  other: str
+  factor: str
+  values: tuple
+  separation: Separation | None
+
+  @property
+  def not_separated(self) -> bool:
+    return self.separation is not None and self.separation.separated is False
+
+  def cell(self) -> str:
+    """Returns the compact text for the table cell, e.g. "≈ exp2 [optimizer] p=0.41"."""
+    sep = self.separation
+    target = f"{self.other} [{self.factor}]"
+    if sep is None:
+      return f"{target}: no test metric: no test"
+    if not sep.tested:
+      return f"{target}: {sep.note}"
+    mark = "≠" if sep.separated else "≈"
+    p = format_p(sep.p_value) if sep.p_value is not None else sep.note
+    return f"{mark} {target} {p}"
+
+
+def format_p(p: float) -> str:
+  """Formats a p-value compactly with its relation: "p=0.41", "p=0.012", "p<0.001"."""
+  return "p<0.001" if p < 0.001 else f"p={p:.2g}"
+
+
+@dataclasses.dataclass
+class ExperimentRow:
+  """One table row: an experiment over its seeds."""
+
+  group: str
+  name: str
+  runs: list[RunData]
+  numbers: list[RunNumbers]
+  stats: dict[str, SeedStat]
+  config: dict
+  comparisons: list[Comparison] = dataclasses.field(default_factory=list)
+
+  @property
+  def seeds(self) -> list:
+    return [run.seed for run in self.runs]
+
+
+@dataclasses.dataclass
+class Table:
+  """All rows of one set for one metric, plus what was left out of it."""
+
+  group: str
+  metric: MetricSpec
+  rows: list[ExperimentRow]
+  broken: list[BrokenRun] = dataclasses.field(default_factory=list)
+
+  @property
+  def title(self) -> str:
+    return f"{self.group}: {self.metric.name}"
+
+
+def build_table(group: str, metric: MetricSpec, runs: Sequence[RunData],
+                broken: Sequence[BrokenRun] = ()) -> Table:
+  """Groups runs into experiment rows, summarises seeds and marks one-factor pairs.
+
+  Args:
+    group: the set label.
+    metric: the metric of the table.
+    runs: the readable runs of the set judged by that metric.
+    broken: the set's runs that could not be read (listed in the footnote).
+
+  Returns:
+    The Table, rows in natural name order.
+  """
+  by_name: dict[str, list[RunData]] = {}
+  for run in runs:
+    by_name.setdefault(run.experiment, []).append(run)
+  rows = [_row(group, name, sorted(members, key=_seed_key), metric)
+          for name, members in sorted(by_name.items(), key=lambda kv: natural_key(kv[0]))]
+  _mark_one_factor_pairs(rows)
+  return Table(group, metric, rows, list(broken))
+
+
+def _seed_key(run: RunData):
+  return (run.seed is None, run.seed if run.seed is not None else 0, str(run.workdir))
+
+
+def _row(group: str, name: str, runs: list[RunData], metric: MetricSpec) -> ExperimentRow:
+  numbers = [run_numbers(run, metric) for run in runs]
+  stats = {q: seed_stat([getattr(n, q) for n in numbers]) for q in QUANTITIES}
+  return ExperimentRow(group, name, runs, numbers, stats, configs.comparable(runs[0].config))
+
+
+def _mark_one_factor_pairs(rows: list[ExperimentRow]) -> None:
+  """Adds a Comparison to both rows of every pair whose configs differ in exactly one key."""
+  for i, a in enumerate(rows):
+    for b in rows[i + 1:]:
+      keys = configs.differing_keys(a.config, b.config)
+      if len(keys) != 1:
+        continue
+      key = keys[0]
+      test_a, test_b = a.stats["test"], b.stats["test"]
+      sep = None if not (test_a.n and test_b.n) else welch_separation(test_a.values, test_b.values)
+      a.comparisons.append(Comparison(b.name, key, (a.config.get(key), b.config.get(key)), sep))
+      b.comparisons.append(Comparison(a.name, key, (b.config.get(key), a.config.get(key)), sep))
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def column_headers(metric: MetricSpec) -> list[str]:
+  """Returns the markdown/html column headers for a table about `metric`."""
+  best = "max" if metric.higher_is_better else "min"
+  return ["experiment", "seeds", "params", "train s/epoch", "peak memory (MiB)",
+          f"{best} train {metric.header}", f"{best} val {metric.header}", "best epoch",
+          f"test {metric.header}", "total time (s)", "one-factor comparisons"]
+
+
+def row_cells(row: ExperimentRow, metric: MetricSpec) -> list[str]:
+  """Returns the display strings of one row, in column_headers order."""
+  s = row.stats
+  return [
+      row.name,
+      str(len(row.runs)),
+      _format_params(s["num_params"]),
+      format_stat(s["sec_per_epoch"]),
+      format_stat(s["peak_mib"], decimals=1),
+      format_stat(s["best_train"], scale=metric.scale),
+      format_stat(s["best_val"], scale=metric.scale),
+      format_stat(s["best_epoch"], decimals=0 if s["best_epoch"].n == 1 else 1),
+      format_stat(s["test"], scale=metric.scale),
+      format_stat(s["total_time_s"], decimals=1),
+      "; ".join(c.cell() for c in row.comparisons) or "–",
+  ]
+
+
+def format_stat(stat: SeedStat, scale: float = 1.0, decimals: int | None = None) -> str:
+  """Formats "mean ± std" in display units; "n/a" without values, no ± for a single seed."""
+  if stat.mean is None:
+    return "n/a"
+  mean = stat.mean * scale
+  d = _auto_decimals(mean) if decimals is None else decimals
+  if stat.std is None:
+    return f"{mean:.{d}f}"
+  return f"{mean:.{d}f} ± {stat.std * scale:.{d}f}"
+
+
+def _auto_decimals(x: float) -> int:
+  """Chooses decimals so values keep about three significant digits."""
+  a = abs(x)
+  if a >= 100:
+    return 1
+  if a >= 1 or a == 0:
+    return 2
+  if a >= 0.01:
+    return 3
+  return 5
+
+
+def _format_params(stat: SeedStat) -> str:
+  if stat.mean is None:
+    return "n/a"
+  return f"{round(stat.mean):,}"
+
+
+def footnotes(table: Table) -> list[str]:
+  """Returns the table's footnote lines: what the numbers are, the test used, what is missing."""
+  m = table.metric
+  direction = "higher" if m.higher_is_better else "lower"
+  notes = [
+      "Values are mean ± sample std (ddof=1) over seeds; a single seed shows its value alone.",
+      f"{m.name}: {direction} is better; best epoch is the first epoch with the best val "
+      f"{m.name}; test {m.name} is summary.json `test_{m.name}` (the best-val checkpoint).",
+      "train s/epoch: mean history `epoch_time_s` (compilation excluded); peak memory: max "
+      "`peak_memory_bytes` in MiB (n/a where the backend reports none); total time: "
+      "summary.json `total_time_s` (last `elapsed_s` for unfinished runs).",
+      "One-factor comparisons pair rows whose config.json (flattened; seed, workdir and "
+      "path fields ignored) differ in exactly one field, named in brackets. "
+      f"≈ marks a pair not separated by more than its seed spread: Welch's t-test "
+      f"(scipy.stats.ttest_ind, equal_var=False) on the per-seed test {m.name} gives "
+      f"p ≥ {ALPHA}; ≠ marks p < {ALPHA}. Where either row has fewer than 2 seeds: "
+      "\"single seed: no test\".",
+  ]
+  if table.broken:
+    notes.append("Not in this table (could not be read): " +
+                 "; ".join(b.describe() for b in table.broken) + ".")
+  return notes
+
+
+def _md_escape(text: str) -> str:
+  return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(tables: Sequence[Table], broken: Sequence[BrokenRun] = (),
+                    messages: Sequence[str] = ()) -> str:
+  """Renders all tables, their footnotes and the list of runs left out as markdown."""
+  out = ["# curvelab report", ""]
+  for table in tables:
+    headers = column_headers(table.metric)
+    out += [f"## {_md_escape(table.title)}", "",
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join("---" for _ in headers) + "|"]
+    for row in table.rows:
+      out.append("| " + " | ".join(_md_escape(c) for c in row_cells(row, table.metric)) + " |")
+    out.append("")
+    out += [f"{i}. {_md_escape(note)}" for i, note in enumerate(footnotes(table), start=1)]
+    out.append("")
+  if broken:
+    out += ["## Runs left out", ""] + [f"- {_md_escape(b.describe())}" for b in broken] + [""]
+  if messages:
+    out += ["## Messages", ""] + [f"- {_md_escape(m)}" for m in messages] + [""]
+  return "\n".join(out)
+
+
+CSV_COLUMNS = (
+    ["set", "experiment", "metric", "metric_unit", "best_mode", "seeds", "seed_list"]
+    + [f"{q}_{part}" for q in QUANTITIES for part in ("mean", "std")]
+    + ["not_separated_from", "separated_from", "untested_with"])
+
+
+def render_csv(tables: Sequence[Table]) -> str:
+  """Renders one CSV line per experiment; metric columns in display units, full precision."""
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+  writer.writeheader()
+  for table in tables:
+    for row in table.rows:
+      writer.writerow(_csv_record(table, row))
+  return buffer.getvalue()
+
+
+def _csv_record(table: Table, row: ExperimentRow) -> dict:
+  m = table.metric
+  record = {"set": table.group, "experiment": row.name, "metric": m.name,
+            "metric_unit": m.unit, "best_mode": m.mode, "seeds": len(row.runs),
+            "seed_list": " ".join(str(s) for s in row.seeds if s is not None)}
+  for q in QUANTITIES:
+    scale = m.scale if q in _METRIC_QUANTITIES else 1.0
+    stat = row.stats[q]
+    record[f"{q}_mean"] = "" if stat.mean is None else repr(stat.mean * scale)
+    record[f"{q}_std"] = "" if stat.std is None else repr(stat.std * scale)
+  record["not_separated_from"] = " ".join(c.other for c in row.comparisons if c.not_separated)
+  record["separated_from"] = " ".join(
+      c.other for c in row.comparisons if c.separation and c.separation.separated)
+  record["untested_with"] = " ".join(
+      c.other for c in row.comparisons if c.separation is None or not c.separation.tested)
+  return record

@@ -1,0 +1,355 @@
+"""Tests of the reporting library and report.py on fabricated run directories.
+
+Every expected number below is worked out by hand from the fabricated values (comments show
+the arithmetic), not recomputed with the code under test.
+"""
+
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import report  # noqa: E402  (report.py, the CLI)
+from reporting import build_report, figures, metric_spec  # noqa: E402
+from reporting import configs as config_lib  # noqa: E402
+from reporting.stats import seed_stat, welch_separation  # noqa: E402
+
+MIB = 2 ** 20
+
+# Per-seed test accuracies (fractions), chosen so means and stds are round numbers:
+#   exp1: mean 0.81, std sqrt((0.01² + 0.01² + 0)/2) = 0.01
+#   exp2: mean 0.81, std sqrt((0.02² + 0.02² + 0)/2) = 0.02   -> same mean as exp1: p = 1
+#   exp3: mean 0.51, std 0.01                                  -> 30 points below exp1
+#   exp4: mean 0.91, std 0.01                                  -> 10 points above exp2
+TEST_ACC = {
+    "exp1_l2_adam": [0.80, 0.82, 0.81],
+    "exp2_l2_adamw": [0.79, 0.83, 0.81],
+    "exp3_l2_sgd": [0.50, 0.52, 0.51],
+    "exp4_l4_adamw": [0.90, 0.92, 0.91],
+}
+FACTORS = {  # (num_layers, optimizer)
+    "exp1_l2_adam": (2, "adam"),
+    "exp2_l2_adamw": (2, "adamw"),
+    "exp3_l2_sgd": (2, "sgd"),
+    "exp4_l4_adamw": (4, "adamw"),
+}
+
+
+def write_run(workdir, config, rows, summary=None):
+  """Writes config.json, history.jsonl and (optionally) summary.json into workdir."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(json.dumps(config))
+  (workdir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  if summary is not None:
+    (workdir / "summary.json").write_text(json.dumps(summary))
+
+
+def classification_rows(seed, with_memory=True):
+  """Three epochs whose statistics over seeds 0, 1, 2 are easy to compute by hand.
+
+  epoch_time_s [2.0, 1.0, 1.5] + 0.5*seed -> per-run mean 1.5, 2.0, 2.5 -> 2.0 ± 0.5.
+  peak memory max 300, 310, 320 MiB -> 310 ± 10.
+  val_accuracy best 0.85 (epoch 2), 0.86 (epoch 2), 0.87 (epoch 3) -> 86.00 ± 1.00 %, best
+  epoch 2, 2, 3 -> 2.33 ± 0.58.
+  train_accuracy max 0.95, 0.90, 0.90 -> mean 0.91667, std sqrt((0.0333²+2·0.01667²)/2)
+  = 0.028868 -> 91.67 ± 2.89 %.
+  """
+  val = [0.60, 0.85 + 0.01 * seed, 0.70] if seed < 2 else [0.60, 0.70, 0.87]
+  train = [0.50, 0.90, 0.95 - 0.05 * seed]
+  times = [t + 0.5 * seed for t in (2.0, 1.0, 1.5)]
+  peaks = [100 * MIB, (300 + 10 * seed) * MIB, 200 * MIB] if with_memory else [None] * 3
+  rows, elapsed = [], 0.0
+  for i in range(3):
+    elapsed += times[i] + 0.25
+    rows.append({"epoch": i + 1, "step": 10 * (i + 1), "train_loss": 1.0 / (i + 1),
+                 "val_loss": 1.2 / (i + 1), "learning_rate": 1e-3, "epoch_time_s": times[i],
+                 "eval_time_s": 0.25, "elapsed_s": elapsed, "examples_per_s": 1000.0,
+                 "peak_memory_bytes": peaks[i], "train_accuracy": train[i],
+                 "val_accuracy": val[i]})
+  return rows
+
+
+def vit_config(name, seed, workdir):
+  layers, optimizer = FACTORS[name]
+  return {"seed": seed, "workdir": str(workdir), "optimizer": optimizer, "learning_rate": 1e-3,
+          "model": {"name": "vit", "num_layers": layers, "block": "prenorm"},
+          "dataset": {"name": "digits", "data_dir": f"/data/{seed}"}}
+
+
+def make_vit_sweep(root):
+  """Four experiments x three seeds in the sweep layout ROOT/NAME/seed_K."""
+  for index, (name, accs) in enumerate(TEST_ACC.items()):
+    for seed, acc in enumerate(accs):
+      workdir = root / name / f"seed_{seed}"
+      summary = {"num_params": 1000 + index, "test_accuracy": acc, "test_loss": 0.5,
+                 "total_time_s": 10.0 + seed, "best_metric": "val_accuracy",
+                 "best_mode": "max", "best_epoch": 2, "status": "finished"}
+      write_run(workdir, vit_config(name, seed, workdir),
+                classification_rows(seed, with_memory=name != "exp3_l2_sgd"), summary)
+  return root
+
+
+def lm_rows():
+  """Perplexity falls then rises: the best (lowest) val value 150 is at epoch 2."""
+  val = [300.0, 150.0, 180.0]
+  train = [400.0, 200.0, 120.0]
+  return [{"epoch": i + 1, "step": i + 1, "train_loss": 5.0 - i, "val_loss": 5.1 - i,
+           "learning_rate": 1.0, "epoch_time_s": 3.0, "eval_time_s": 1.0,
+           "elapsed_s": 4.0 * (i + 1), "examples_per_s": 10.0, "peak_memory_bytes": None,
+           "train_perplexity": train[i], "val_perplexity": val[i], "tokens_per_s": 5.0}
+          for i in range(3)]
+
+
+def make_lm_runs(root, best_mode="min"):
+  """Two single-seed LM runs differing in one factor (layers)."""
+  for layers in (1, 2):
+    workdir = root / f"lm_l{layers}"
+    summary = {"num_params": 5000, "test_perplexity": 155.0 + layers, "total_time_s": 12.0,
+               "best_metric": "val_perplexity", "status": "finished"}
+    if best_mode:
+      summary["best_mode"] = best_mode
+    write_run(workdir, {"seed": 0, "optimizer": "adam", "model": {"name": "lstm",
+                                                                   "num_layers": layers}},
+              lm_rows(), summary)
+  return root
+
+
+def read_csv(path):
+  with open(path) as f:
+    return {row["experiment"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def vit_report(tmp_path_factory):
+  base = tmp_path_factory.mktemp("vit")
+  root = make_vit_sweep(base / "sweep")
+  out = base / "out"
+  assert report.main([str(root), f"--out={out}", "--no_doctor"]) == 0
+  return root, out
+
+
+# ------------------------------------------------------------------------------- tables
+
+
+def test_table_values_match_hand_computed(vit_report):
+  _, out = vit_report
+  rows = read_csv(out / "table.csv")
+  assert set(rows) == set(TEST_ACC)
+  r = rows["exp1_l2_adam"]
+  assert r["metric"] == "accuracy" and r["metric_unit"] == "%" and r["best_mode"] == "max"
+  assert r["seeds"] == "3" and r["seed_list"] == "0 1 2"
+  assert float(r["num_params_mean"]) == 1000
+  expected = {
+      "sec_per_epoch": (2.0, 0.5),
+      "peak_mib": (310.0, 10.0),
+      "best_train": (91.6666667, 2.8867513),
+      "best_val": (86.0, 1.0),
+      "best_epoch": (2.3333333, 0.5773503),
+      "test": (81.0, 1.0),
+      "total_time_s": (11.0, 1.0),
+  }
+  for quantity, (mean, std) in expected.items():
+    assert float(r[f"{quantity}_mean"]) == pytest.approx(mean, abs=1e-6), quantity
+    assert float(r[f"{quantity}_std"]) == pytest.approx(std, abs=1e-6), quantity
+  assert float(rows["exp2_l2_adamw"]["test_std"]) == pytest.approx(2.0)
+  assert float(rows["exp3_l2_sgd"]["test_mean"]) == pytest.approx(51.0)
+
+
+def test_markdown_shows_mean_std_and_na_memory(vit_report):
+  _, out = vit_report
+  md = (out / "table.md").read_text()
+  line = next(l for l in md.splitlines() if l.startswith("| exp1_l2_adam "))
+  cells = [c.strip() for c in line.strip("|").split("|")]
+  assert cells[:10] == ["exp1_l2_adam", "3", "1,000", "2.00 ± 0.50", "310.0 ± 10.0",
+                        "91.67 ± 2.89", "86.00 ± 1.00", "2.3 ± 0.6", "81.00 ± 1.00",
+                        "11.0 ± 1.0"]
+  sgd = next(l for l in md.splitlines() if l.startswith("| exp3_l2_sgd "))
+  assert [c.strip() for c in sgd.strip("|").split("|")][4] == "n/a"
+  assert "max val accuracy (%)" in md and "test accuracy (%)" in md
+
+
+def test_not_separated_mark_for_overlapping_pair_only(vit_report):
+  _, out = vit_report
+  rows = read_csv(out / "table.csv")
+  # exp1 vs exp2 differ only in optimizer, same mean test accuracy -> not separated.
+  assert rows["exp1_l2_adam"]["not_separated_from"].split() == ["exp2_l2_adamw"]
+  # exp1 vs exp3 (optimizer) and exp2 vs exp4 (num_layers) are 30 and 10 points apart.
+  assert "exp3_l2_sgd" in rows["exp1_l2_adam"]["separated_from"].split()
+  assert rows["exp4_l4_adamw"]["separated_from"].split() == ["exp2_l2_adamw"]
+  assert rows["exp4_l4_adamw"]["not_separated_from"] == ""
+  # exp1 and exp4 differ in two factors: no comparison at all.
+  assert "exp4_l4_adamw" not in (rows["exp1_l2_adam"]["separated_from"]
+                                 + rows["exp1_l2_adam"]["not_separated_from"])
+  md = (out / "table.md").read_text()
+  assert "≈ exp2_l2_adamw [optimizer] p=1" in md
+  assert "≠ exp2_l2_adamw [model.num_layers]" in md
+  assert "Welch's t-test" in md and "equal_var=False" in md and "p ≥ 0.05" in md
+
+
+def test_welch_matches_hand_computed_t():
+  # exp2 vs exp4: t = 0.10 / sqrt(0.02²/3 + 0.01²/3) = 7.746; Welch df = 2.94; p ≈ 0.0047.
+  sep = welch_separation([0.79, 0.83, 0.81], [0.90, 0.92, 0.91])
+  assert sep.tested and sep.separated and sep.p_value == pytest.approx(0.0047, abs=5e-4)
+  assert welch_separation([0.8], [0.9]).note == "single seed: no test"
+  stat = seed_stat([1.0, None, 3.0])
+  assert (stat.n, stat.mean, stat.std) == (2, 2.0, pytest.approx(2 ** 0.5))
+
+
+def test_config_flattening_ignores_seed_and_paths():
+  a = config_lib.comparable({"seed": 1, "workdir": "/a", "dataset": {"data_dir": "/x"},
+                             "model": {"num_layers": 2}})
+  b = config_lib.comparable({"seed": 2, "workdir": "/b", "dataset": {"data_dir": "/y"},
+                             "model": {"num_layers": 4}})
+  assert config_lib.differing_keys(a, b) == ["model.num_layers"]
+
+
+# ------------------------------------------------------------------------------ perplexity
+
+
+@pytest.mark.parametrize("best_mode", ["min", None])
+def test_perplexity_lower_is_better(tmp_path, best_mode, capsys):
+  root = make_lm_runs(tmp_path / "lm", best_mode)
+  out = tmp_path / "out"
+  assert report.main([str(root), f"--out={out}", "--no_doctor"]) == 0
+  rows = read_csv(out / "table.csv")
+  r = rows["lm_l1"]
+  assert r["metric"] == "perplexity" and r["best_mode"] == "min"
+  assert float(r["best_val_mean"]) == 150.0  # min, not the max 300 of epoch 1.
+  assert float(r["best_epoch_mean"]) == 2.0
+  assert float(r["best_train_mean"]) == 120.0
+  assert float(r["test_mean"]) == 156.0
+  assert r["best_val_std"] == ""  # A single seed has no sample std.
+  assert r["untested_with"] == "lm_l2"
+  md = (out / "table.md").read_text()
+  assert "min val perplexity" in md and "single seed: no test" in md
+  assert "| n/a |" in md  # peak_memory_bytes is null throughout.
+  assert not metric_spec("perplexity").higher_is_better
+
+
+# --------------------------------------------------------------------------------- figures
+
+
+def _nonblank_png(path, shape):
+  img = mpimg.imread(path)
+  assert img.shape[:2] == shape, path
+  assert float(np.var(img[..., :3])) > 1e-4, f"{path} looks blank"
+
+
+def test_figures_exist_with_size_and_content(vit_report):
+  _, out = vit_report
+  pngs = sorted((out / "figures").rglob("*.png"))
+  overlays = [p for p in pngs if p.name.startswith("overlay_")]
+  per_run = [p for p in pngs if not p.name.startswith("overlay_")]
+  assert {p.name for p in overlays} == {"overlay_val_accuracy.png", "overlay_train_accuracy.png",
+                                        "overlay_val_loss.png"}
+  assert len(per_run) == 12  # 4 experiments x 3 seeds.
+  for path in overlays:
+    _nonblank_png(path, figures.overlay_figure_size_px())
+  for path in per_run:
+    _nonblank_png(path, figures.run_figure_size_px())
+
+
+def test_axis_labels_have_units():
+  assert metric_spec("accuracy").axis_label == "accuracy (%)"
+  assert metric_spec("loss").axis_label == "loss (nats)"
+  assert metric_spec("perplexity").axis_label == "perplexity"
+  assert figures.TIME_LABEL == "wall-clock time (s)" and figures.EPOCH_LABEL == "epoch"
+
+
+# ------------------------------------------------------------------------------------ html
+
+
+def test_html_is_self_contained(vit_report):
+  root, out = vit_report
+  page = (out / "report.html").read_text()
+  srcs = re.findall(r"""src\s*=\s*["']([^"']*)""", page)
+  assert len(srcs) == 15  # 3 overlays + 12 runs.
+  assert all(s.startswith("data:image/png;base64,") for s in srcs)
+  assert not re.search(r"<link|<script|href\s*=|url\(", page)
+  assert "exp1_l2_adam" in page and "Welch" in page
+  # Config differences from the set's first run: exp3 changes the optimizer adam -> sgd.
+  assert "optimizer</code>: &quot;adam&quot; → &quot;sgd&quot;" in page
+
+
+def test_html_shows_diagnosis_json_findings(tmp_path):
+  root = make_lm_runs(tmp_path / "lm")
+  (root / "lm_l1" / "diagnosis.json").write_text(json.dumps({"findings": [
+      {"id": "overfitting", "severity": "warning", "epochs": [3],
+       "evidence": "val perplexity rose 20% after epoch 2", "recommendations": ["more data"]}]}))
+  result = build_report([root], tmp_path / "out")
+  page = (tmp_path / "out" / "report.html").read_text()
+  assert result.ok and "overfitting" in page and "val perplexity rose 20%" in page
+  assert "more data" in page
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+def test_broken_runs_are_listed_and_report_still_written(tmp_path, capsys):
+  root = make_lm_runs(tmp_path / "lm")
+  truncated = root / "lm_truncated"
+  write_run(truncated, {"seed": 0}, lm_rows())
+  with open(truncated / "history.jsonl", "a") as f:
+    f.write('{"epoch": 4, "train_lo')  # Killed mid-write.
+  empty = root / "lm_empty"
+  empty.mkdir()
+  (empty / "history.jsonl").write_text("")
+  (tmp_path / "nothing_here").mkdir()
+  out = tmp_path / "out"
+  code = report.main([str(root), str(tmp_path / "missing"), str(tmp_path / "nothing_here"),
+                      f"--out={out}", "--no_doctor"])
+  assert code == 0
+  err = capsys.readouterr().err.splitlines()
+  assert any("lm_truncated" in l and "truncated" in l and "line 4" in l for l in err)
+  assert any("lm_empty" in l and "history.jsonl is empty" in l for l in err)
+  assert any("no such directory" in l and "missing" in l for l in err)
+  assert any("no run found under" in l and "nothing_here" in l for l in err)
+  assert set(read_csv(out / "table.csv")) == {"lm_l1", "lm_l2"}
+  md = (out / "table.md").read_text()
+  assert "Not in this table" in md and "lm_truncated" in md and "lm_empty" in md
+  page = (out / "report.html").read_text()
+  assert "lm_truncated" in page and "is truncated" in page and "lm_empty" in page
+
+
+def test_unknown_metric_gives_one_line_and_falls_back(tmp_path, capsys):
+  root = make_lm_runs(tmp_path / "lm")
+  out = tmp_path / "out"
+  assert report.main([str(root), f"--out={out}", "--metric=wer", "--no_doctor"]) == 0
+  err = [l for l in capsys.readouterr().err.splitlines() if "wer" in l]
+  assert len(err) == 1 and "no run has metric 'wer'" in err[0] and "perplexity" in err[0]
+  assert read_csv(out / "table.csv")["lm_l1"]["metric"] == "perplexity"
+
+
+def test_explicit_metric_is_used(tmp_path):
+  root = make_lm_runs(tmp_path / "lm")
+  result = build_report([root], tmp_path / "out", metric="val_loss", run_doctor=False)
+  assert [t.metric.name for t in result.tables] == ["loss"]
+  assert result.tables[0].rows[0].stats["best_val"].mean == pytest.approx(3.1)  # min val_loss
+
+
+def test_no_readable_run_exits_nonzero(tmp_path, capsys):
+  bad = tmp_path / "bad"
+  bad.mkdir()
+  (bad / "history.jsonl").write_text("not json\n")
+  assert report.main([str(bad), str(tmp_path / "missing"), f"--out={tmp_path / 'out'}"]) == 1
+  err = capsys.readouterr().err
+  assert "truncated" in err and "no run could be read" in err
+
+
+def test_runs_lacking_an_asked_metric_are_left_out(tmp_path, capsys):
+  make_lm_runs(tmp_path / "mixed")
+  make_vit_sweep(tmp_path / "mixed" / "vit")
+  result = build_report([tmp_path / "mixed"], tmp_path / "out", metric="accuracy",
+                        run_doctor=False)
+  assert {t.metric.name for t in result.tables} == {"accuracy"} and len(result.runs) == 12
+  err = capsys.readouterr().err
+  assert "lm_l1: no 'accuracy' metric in history.jsonl (it has: loss, perplexity)" in err
+  assert "lm_l1" in (tmp_path / "out" / "table.md").read_text()  # Listed as left out.
