@@ -104,6 +104,16 @@ def build(config: ml_collections.ConfigDict) -> Setup:
                best_metric=best_metric, best_mode=best_mode)
 
 
+def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int) -> Setup:
+  """A Setup for synthetic batches (benchmarks): the same model, task, optimizer and mesh."""
+  validate.check(config)
+  task = tasks.build(config)
+  model = models.build(config.model, num_outputs=num_outputs, dtype=config.compute_dtype)
+  sharding.check_batch_size(config.batch_size, multiple=config.grad_accum_steps)
+  return Setup(config=config, task=task, data=None, model=model, mesh=sharding.make_mesh(),
+               best_metric=task.best_metric, best_mode=task.best_mode)
+
+
 def _example_inputs(setup: Setup, batch: dict) -> dict:
   return setup.task.model_inputs(jax.tree.map(lambda x: jnp.asarray(x[:1]), batch))
 

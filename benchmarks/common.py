@@ -1,0 +1,101 @@
+"""Shared timing harness: the real compiled train step of train.py on synthetic device data.
+
+It times exactly what the training loop runs (the same jit-compiled, sharded, donated step), with
+the batch already on the device, so the figure is the step's own pace; host input is measured
+separately by the pipeline benchmark of each script when asked. Compilation and warm-up steps are
+excluded; the figure is the median over repeats.
+"""
+
+import dataclasses
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from curvelab import optim
+from curvelab import sharding
+from curvelab import state as state_lib
+import train as train_lib
+
+
+@dataclasses.dataclass
+class StepTiming:
+  name: str
+  params: int
+  batch: int
+  step_s: float
+  flops_per_step: float | None
+  compile_s: float
+  peak_memory_bytes: int | None
+
+
+def peak_flops(device) -> float | None:
+  """Dense bf16/fp32 peak of known accelerators (FLOP/s), for model-FLOPs utilisation."""
+  kind = device.device_kind.lower()
+  table = {'h100': (989e12, 67e12), 'h200': (989e12, 67e12), 'a100': (312e12, 19.5e12)}
+  for key, (bf16, fp32) in table.items():
+    if key in kind:
+      return bf16, fp32
+  return None
+
+
+def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,
+                    repeats: int) -> StepTiming:
+  """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times."""
+  config = train_lib.prepare_config(config)
+  setup = train_lib.build_without_data(config, num_outputs=num_outputs)
+  tx, _ = optim.make_optimizer(config, steps_per_epoch=1000)
+  state = train_lib.init_state(setup, tx, batch)
+  train_step, _, empty, _, compile_s = train_lib.compile_steps(setup, tx, state, batch, batch)
+  flops = None
+  try:
+    cost = train_step.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get('flops')) if cost and cost.get('flops') else None
+  except Exception:  # Not every backend reports a cost analysis.
+    flops = None
+  global_batch = sharding.to_global(batch, setup.mesh)
+  metrics = jax.tree.map(jnp.copy, empty)
+  for _ in range(2):  # Warm-up (first-call allocations).
+    state, metrics = train_step(state, global_batch, metrics)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = train_step(state, global_batch, metrics)
+    jax.block_until_ready(state)
+    times.append((time.perf_counter() - start) / steps)
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return StepTiming(name=name, params=state_lib.count_params(state.params),
+                    batch=config.batch_size, step_s=statistics.median(times),
+                    flops_per_step=flops, compile_s=compile_s,
+                    peak_memory_bytes=stats.get('peak_bytes_in_use'))
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+  widths = {c: max(len(c), *(len(str(r.get(c, ''))) for r in rows)) for c in columns}
+  print(' | '.join(c.ljust(widths[c]) for c in columns))
+  print('-|-'.join('-' * widths[c] for c in columns))
+  for r in rows:
+    print(' | '.join(str(r.get(c, '')).ljust(widths[c]) for c in columns))
+
+
+def device_line() -> str:
+  d = jax.devices()[0]
+  return f'{jax.device_count()} x {d.device_kind} ({d.platform}), jax {jax.__version__}'
+
+
+def random_images(batch: int, shape=(32, 32, 3), classes: int = 10, seed: int = 0) -> dict:
+  rng = np.random.default_rng(seed)
+  return {'inputs': rng.normal(size=(batch,) + shape).astype(np.float32),
+          'label': rng.integers(0, classes, batch).astype(np.int32),
+          'weight': np.ones(batch, np.float32)}
+
+
+def random_tokens(batch: int, length: int, vocab: int, seed: int = 0) -> dict:
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(1, vocab, (batch, length + 1)).astype(np.int32)
+  return {'inputs': ids[:, :-1], 'targets': ids[:, 1:], 'weight': np.ones((batch, length), np.float32)}

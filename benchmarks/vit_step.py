@@ -1,0 +1,74 @@
+r"""Training throughput of the seven reference ViT configurations on the devices present.
+
+Usage:
+  python benchmarks/vit_step.py [--steps=10] [--repeats=3] [--only=1,7] [--dtype=float32|bfloat16]
+
+Prints, per configuration: parameters, examples/s, seconds per 45,000-example epoch (compile and
+warm-up excluded, median of repeats), model FLOPs per step (XLA's cost analysis of the compiled
+step), achieved TFLOP/s, utilisation against the device's peak where known, and peak memory.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import vit_postnorm  # pylint: disable=wrong-import-position
+from configs import vit_prenorm  # pylint: disable=wrong-import-position
+
+EPOCH_EXAMPLES = 45_000
+REFERENCE = [  # (experiment, config module, variant)
+    (1, vit_prenorm, 'layers=2,optimizer=adam'),
+    (2, vit_prenorm, 'layers=2,optimizer=adamw'),
+    (3, vit_prenorm, 'layers=2,optimizer=sgd'),
+    (4, vit_prenorm, 'layers=2,optimizer=momentum'),
+    (5, vit_prenorm, 'layers=4,optimizer=adamw'),
+    (6, vit_prenorm, 'layers=6,optimizer=adamw'),
+    (7, vit_postnorm, 'layers=6,optimizer=adamw'),
+]
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--only', default='', help='Comma-separated experiment numbers.')
+  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--batch_size', type=int, default=128)
+  args = parser.parse_args()
+  only = {int(x) for x in args.only.split(',') if x}
+  import jax  # pylint: disable=g-import-not-at-top
+  peaks = common.peak_flops(jax.devices()[0])
+  rows = []
+  for exp, module, variant in REFERENCE:
+    if only and exp not in only:
+      continue
+    config = module.get_config(variant)
+    config.compute_dtype = args.dtype
+    config.batch_size = args.batch_size
+    batch = common.random_images(args.batch_size)
+    t = common.time_train_step(f'exp{exp}', config, batch, num_outputs=10, steps=args.steps,
+                               repeats=args.repeats)
+    row = {'exp': exp, 'config': f'{module.__name__.split(".")[-1]}:{variant}',
+           'params': f'{t.params:,}', 'examples/s': f'{t.batch / t.step_s:,.0f}',
+           's/epoch': f'{EPOCH_EXAMPLES / t.batch * t.step_s:.2f}',
+           'compile_s': f'{t.compile_s:.1f}'}
+    if t.flops_per_step:
+      tflops = t.flops_per_step / t.step_s / 1e12
+      row['GFLOP/step'] = f'{t.flops_per_step / 1e9:.1f}'
+      row['TFLOP/s'] = f'{tflops:.2f}'
+      if peaks:
+        row['MFU'] = f'{100 * tflops * 1e12 / peaks[0 if args.dtype == "bfloat16" else 1]:.1f}%'
+    row['peak_mem'] = (f'{t.peak_memory_bytes / 2**20:.0f} MiB' if t.peak_memory_bytes
+                       else 'n/a')
+    rows.append(row)
+    print(f'  measured exp{exp}', file=sys.stderr, flush=True)
+  print(f'ViT train step, batch {args.batch_size}, {args.dtype}, on {common.device_line()}')
+  common.print_table(rows, ['exp', 'config', 'params', 'examples/s', 's/epoch', 'GFLOP/step',
+                            'TFLOP/s', 'MFU', 'peak_mem', 'compile_s'])
+
+
+if __name__ == '__main__':
+  main()
