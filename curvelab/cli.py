@@ -46,6 +46,16 @@ def parse_or_exit(argv: list[str]) -> list[str]:
   except errors.CurvelabError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except (AttributeError, KeyError) as e:
+    # ml_collections raises these from inside absl for an override of a field that does not exist.
+    key = str(e).strip('"\'')
+    key = key.split("'")[1] if "'" in key else key
+    overrides = [a.split('=', 1)[0][len('--config.'):] for a in argv[1:]
+                 if a.startswith('--config.')]
+    field = next((o for o in overrides if o.split('.')[-1] == key), key)
+    print(f'error: unknown config field {field!r}; check the name against the config file.',
+          file=sys.stderr)
+    sys.exit(2)
 
 
 def run_training_main(main) -> None:
