@@ -250,18 +250,23 @@ def _write_scalars(writer, epoch: int, row: dict) -> None:
   writer.flush()
 
 
-def _make_doctor(setup: Setup, num_params: int, num_train: int):
+def _make_doctor(setup: Setup, num_params: int, num_train: int, workdir: pathlib.Path):
+  """The online doctor for this run, or None when disabled."""
   if not setup.config.doctor.enabled:
     return None
-  try:
-    from diagnostics import OnlineDoctor  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
+  from diagnostics import FINDING_IDS, OnlineDoctor  # pylint: disable=g-import-not-at-top
   stop_on = tuple(s.strip() for s in setup.config.doctor.stop_on.split(',') if s.strip())
+  for finding_id in stop_on:
+    if finding_id not in FINDING_IDS:
+      raise errors.ConfigError(f'doctor.stop_on: {finding_id!r} is not a finding id; allowed: '
+                               f'{", ".join(sorted(FINDING_IDS))}.')
+  if setup.config.doctor.patience < 1:
+    raise errors.ConfigError(f'doctor.patience must be >= 1, got {setup.config.doctor.patience}.')
   num_classes = setup.data.num_outputs if setup.task.best_metric == 'val_accuracy' else None
   return OnlineDoctor(stop_on=stop_on, patience=setup.config.doctor.patience,
                       num_params=num_params, num_train_examples=num_train,
-                      num_classes=num_classes)
+                      num_classes=num_classes, config=setup.config.to_dict(), path=str(workdir),
+                      early_stopping_patience=setup.config.early_stopping_patience or None)
 
 
 def _improved(value, best, *, mode: str, min_delta: float) -> bool:
@@ -383,7 +388,7 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
                jax.devices()[0].device_kind)
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not runfiles.is_writer(),
                                                 asynchronous=False)
-  doctor = _make_doctor(setup, num_params, num_train)
+  doctor = _make_doctor(setup, num_params, num_train, workdir)
   iterator = pipeline.train_iterator(train_ds, data_state)
   progress = Progress(cadence)
   status = 'finished'

@@ -273,11 +273,18 @@ def lr_too_high(h: History, found: set) -> Finding | None:
     return None
   numbers, reasons, epochs = {}, [], []
   chance = h.chance_loss
-  if chance and curve.key == "train_loss" and curve.raw[0] >= T.LR_HIGH_CHANCE_FACTOR * chance:
-    numbers.update(first_epoch_loss=float(curve.raw[0]), chance_loss=chance)
+  early_rise = chance and curve.key == "train_loss" and (
+      curve.raw[0] >= T.LR_HIGH_CHANCE_FACTOR * chance or (
+          curve.raw[0] >= T.LR_HIGH_EARLY_FACTOR * chance
+          and curve.raw[-1] >= T.LR_HIGH_STUCK_FRACTION * chance
+          and len(curve) >= 2
+          and curve.raw[0] - float(np.min(curve.raw[1:])) >= T.LR_HIGH_EARLY_DROP * curve.raw[0]))
+  if early_rise:
+    numbers.update(first_epoch_loss=float(curve.raw[0]), chance_loss=chance,
+                   last_loss=float(curve.raw[-1]))
     reasons.append(f"the first epoch's mean {describe(curve.key)} {num(curve.raw[0])} is above "
                    f"chance ln({h.num_classes}) = {num(chance)}, so the loss rose during epoch "
-                   f"{curve.epoch(0)}")
+                   f"{curve.epoch(0)}, and it ends at {num(curve.raw[-1])}, still near chance")
     epochs.append(curve.epoch(0))
   if len(curve) >= T.LR_HIGH_MIN_EPOCHS and "no_learning" not in found:
     restarts = _restart_rows(h)
@@ -448,7 +455,7 @@ def overfitting(h: History, found: set) -> Finding | None:
   rise = recent - best_level
   sigma = curves.noise_sigma(val.bad) or 0.0
   if rise < T.OVERFIT_MIN_RISE_REL * _level(best_level) or rise < T.NOISE_MULT * sigma:
-    return None
+    return _memorising(h, val, train, b)
   best_epoch = val.epochs[b]
   train_at_best = h.value_at(train, best_epoch)
   train_now = float(train.bad[-1])
@@ -487,6 +494,40 @@ def overfitting(h: History, found: set) -> Finding | None:
               _overfitting_advice(h, val.epoch(b)))
 
 
+def _memorising(h: History, val, train, b: int) -> Finding | None:
+  """Overfitting without a rise: training loss near zero while validation stalls far above it."""
+  if val.key != "val_loss" or train.key != "train_loss":
+    return None
+  past = len(val) - 1 - b
+  if past < T.OVERFIT_MEMORISE_STALL_EPOCHS:
+    return None
+  train_last, val_last = float(train.raw[-1]), float(val.raw[-1])
+  if train_last > T.OVERFIT_MEMORISE_GAP_RATIO * val_last:
+    return None
+  train_acc, val_acc = h.finite("train_accuracy"), h.finite("val_accuracy")
+  if train_acc is not None and val_acc is not None:
+    if float(train_acc.raw[-1]) - float(val_acc.raw[-1]) < T.OVERFIT_MEMORISE_ACC_GAP:
+      return None
+  elif train_last > T.OVERFIT_MEMORISE_GAP_RATIO_NO_ACC * val_last:
+    return None
+  train_at_best = h.value_at(train, val.epochs[b])
+  if train_at_best is None or train_at_best - train_last < (
+      T.OVERFIT_MIN_TRAIN_IMPROVE_REL * _level(train_at_best)):
+    return None
+  ratio = val_last / max(train_last, _TINY)
+  numbers = {"best_epoch": val.epoch(b), "last_epoch": val.epoch(-1), "epochs_past_best": past,
+             "val_best": float(val.raw[b]), "val_last": val_last,
+             "train_at_best": float(train_at_best), "train_last": train_last,
+             "gap_at_best": float(val.raw[b]) - float(train_at_best),
+             "gap_last": val_last - train_last, "val_to_train_ratio": ratio}
+  text = (f"Memorising: {describe(val.key)} has not improved since epoch {val.epoch(b)} "
+          f"({num(val.raw[b])}; now {num(val_last)}) while {describe(train.key)} fell from "
+          f"{num(train_at_best)} to {num(train_last)}, {ratio:.0f}x below it; the gap grew from "
+          f"{num(numbers['gap_at_best'])} to {num(numbers['gap_last'])}.")
+  return make(h, "overfitting", WARNING, [val.epoch(b), val.epoch(-1)], text, numbers,
+              _overfitting_advice(h, val.epoch(b)))
+
+
 def _metric_still_improving(h: History) -> int | float | None:
   """Best epoch of the main validation metric when the loss overfits but the metric peaks last."""
   key = h.val_metric_key
@@ -520,13 +561,34 @@ def _overfitting_advice(h: History, best_epoch) -> list[Advice]:
 # --- not_converged ------------------------------------------------------------------------------
 
 
+def _not_converged_short(h: History) -> Finding | None:
+  """A run of one or two epochs whose last epoch was still improving fast within the epoch."""
+  train, val = h.finite("train_loss"), h.finite("val_loss")
+  if train is None or val is None or len(val) != len(train):
+    return None
+  mean_train, end_val = float(train.raw[-1]), float(val.raw[-1])
+  if mean_train <= 0 or end_val > (1 - T.NOT_CONVERGED_WITHIN_EPOCH_DROP) * mean_train:
+    return None
+  drop = 1 - end_val / mean_train
+  severity = WARNING
+  numbers = {"key": "val_loss", "epochs": len(val), "epoch_mean_train_loss": mean_train,
+             "end_of_epoch_val_loss": end_val, "within_epoch_drop": drop}
+  text = (f"Only {len(val)} epoch(s): the validation loss at the end ({end_val:.3g}) is "
+          f"{100 * drop:.0f}% below the epoch's mean training loss ({mean_train:.3g}), so the model "
+          "was still improving fast when training stopped.")
+  return make(h, "not_converged", severity, [val.epoch(-1)], text, numbers,
+              _not_converged_advice(h, None, False))
+
+
 def not_converged(h: History, found: set) -> Finding | None:
   """Validation (and training) still improving at the last epoch; estimates epochs to a plateau."""
   if found & {"diverged", "no_learning", "overfitting"}:
     return None
   curve = h.val or h.train
-  if curve is None or len(curve) < T.NOT_CONVERGED_MIN_EPOCHS:
+  if curve is None:
     return None
+  if len(curve) < T.NOT_CONVERGED_MIN_EPOCHS:
+    return _not_converged_short(h)
   n = len(curve)
   window = min(T.TREND_WINDOW, n)
   slope = curves.recent_slope(curve, window)

@@ -26,6 +26,18 @@ OVERFIT_MIN_RISE_REL = 0.05
 OVERFIT_SEVERE_RISE_REL = 0.25
 # The training loss must have improved by this much (relative) since the validation best.
 OVERFIT_MIN_TRAIN_IMPROVE_REL = 0.02
+# Memorisation without a visible rise: the training loss at most OVERFIT_MEMORISE_GAP_RATIO of the
+# validation loss (a 5x gap), validation not improved for OVERFIT_MEMORISE_STALL_EPOCHS epochs, and
+# training still improving (OVERFIT_MIN_TRAIN_IMPROVE_REL). A model that drives its training loss
+# to near zero while validation stalls far above is fitting noise, whether or not validation rises.
+OVERFIT_MEMORISE_GAP_RATIO = 0.2
+OVERFIT_MEMORISE_STALL_EPOCHS = 3
+# A loss gap alone also describes a well-trained network that simply fits its training set (e.g. a
+# CIFAR ResNet at train loss 0.002, val 0.25, 94% val accuracy): the gap must also cost accuracy,
+# train minus val accuracy at least OVERFIT_MEMORISE_ACC_GAP; without accuracies, the loss gap must
+# be 20x (OVERFIT_MEMORISE_GAP_RATIO_NO_ACC).
+OVERFIT_MEMORISE_ACC_GAP = 0.2
+OVERFIT_MEMORISE_GAP_RATIO_NO_ACC = 0.05
 
 # --- not_converged ------------------------------------------------------------------------------
 NOT_CONVERGED_MIN_EPOCHS = 3
@@ -80,6 +92,15 @@ LR_HIGH_OSC_RATIO = 0.5
 # With a known number of classes: a first-epoch mean loss above this multiple of ln(C) means the
 # loss rose above chance during the first epoch.
 LR_HIGH_CHANCE_FACTOR = 1.5
+# A milder early rise counts when the run then stays near chance: a first-epoch mean loss at least
+# LR_HIGH_EARLY_FACTOR x ln(C) (a freshly initialised classifier starts at about ln(C), so a mean
+# above it means the updates made the model worse than random) and a last training loss still at
+# least LR_HIGH_STUCK_FRACTION x ln(C). Adam at 100x its usual rate does exactly this.
+LR_HIGH_EARLY_FACTOR = 1.15
+LR_HIGH_STUCK_FRACTION = 0.8
+# ... provided the loss then came down from that first epoch by at least this fraction: an
+# initialisation that merely starts above ln(C) and never moves is no_learning, not a high rate.
+LR_HIGH_EARLY_DROP = 0.1
 
 # --- lr_too_low ---------------------------------------------------------------------------------
 LR_LOW_MIN_EPOCHS = 5
@@ -157,3 +178,10 @@ GRAD_VANISH_DROP = 1e-3
 # Two settings differ "beyond seed noise" when their mean best values differ by more than this many
 # standard errors of the difference (about a 95% two-sided interval for a normal spread).
 SEED_NOISE_Z = 2.0
+
+# Runs too short for a slope (fewer than NOT_CONVERGED_MIN_EPOCHS epochs): the training loss is the
+# mean over each epoch while the validation loss is measured at its end, so when the end-of-epoch
+# validation loss is this much lower than the epoch-mean training loss, the model was still
+# improving fast inside the epoch. 0.1 is beyond the few-percent train/val differences that
+# regularisation or augmentation cause in a converged run.
+NOT_CONVERGED_WITHIN_EPOCH_DROP = 0.1
