@@ -162,12 +162,15 @@ def compile_steps(setup: Setup, tx, state, train_batch: dict, eval_batch: dict):
   eval_abs = _global_abstract(eval_batch, setup.mesh)
   train_metrics_shape = jax.eval_shape(train_step.single, abstract_state, train_abs)[1]
   eval_metrics_shape = jax.eval_shape(eval_step.single, abstract_state, eval_abs)
+  if setup.task.decodes:
+    eval_metrics_shape = eval_metrics_shape[0]
   empty_train = jax.device_put(metrics_lib.zeros_like(train_metrics_shape), repl)
   empty_eval = jax.device_put(metrics_lib.zeros_like(eval_metrics_shape), repl)
   start = time.perf_counter()
   train_c = jax.jit(train_step, out_shardings=(repl, repl), donate_argnums=(0, 2)).lower(
       abstract_state, train_abs, ckpt_lib.abstract(empty_train)).compile()
-  eval_c = jax.jit(eval_step, out_shardings=repl, donate_argnums=(2,)).lower(
+  eval_out = (repl, sharding.batch_sharded(setup.mesh)) if setup.task.decodes else repl
+  eval_c = jax.jit(eval_step, out_shardings=eval_out, donate_argnums=(2,)).lower(
       abstract_state, eval_abs, ckpt_lib.abstract(empty_eval)).compile()
   seconds = time.perf_counter() - start
   return train_c, eval_c, empty_train, empty_eval, seconds
@@ -184,12 +187,22 @@ def _prefixed(values: dict, prefix: str, task) -> dict:
 def evaluate(setup: Setup, eval_step, state, split, empty_metrics, *, prefix: str) -> dict:
   """Metrics over every example of ``split`` (padded batches masked) as history keys."""
   metrics = jax.tree.map(jnp.copy, empty_metrics)
+  decoded = [] if setup.task.decodes else None
   for batch in pipeline.eval_batches(split, global_batch=setup.config.eval_batch_size,
                                      preprocess=setup.data.eval_preprocess,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count()):
-    metrics = eval_step(state, sharding.to_global(batch, setup.mesh), metrics)
+    global_batch = sharding.to_global(batch, setup.mesh)
+    if decoded is None:
+      metrics = eval_step(state, global_batch, metrics)
+    else:
+      # Decoding tasks (CTC, seq2seq): predictions come back per batch for host-side metrics
+      # (WER, BLEU) that have no fixed-shape on-device form.
+      metrics, outputs = eval_step(state, global_batch, metrics)
+      decoded.append((sharding.to_host_global(outputs), sharding.to_host_global(global_batch)))
   values = metrics_lib.to_host(metrics)
+  if decoded is not None:
+    values.update(setup.task.decoded_metrics(decoded, split=prefix))
   if prefix != 'val':
     values = {k: v for k, v in values.items() if k == 'loss' or k in setup.task.metric_names}
   return _prefixed(values, prefix, setup.task)
@@ -444,6 +457,9 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
       sanity, stop_reason = {'passed': True, 'epochs': epoch}, 'sanity'
     elif config.early_stopping_patience and meta['bad_epochs'] >= config.early_stopping_patience:
       status, stop_reason = 'early_stopped', 'early_stopped'
+    elif config.max_train_seconds and meta['elapsed_s'] >= config.max_train_seconds:
+      # Equal wall-clock budgets: the comparison the reference grid could not make.
+      status, stop_reason = 'time_budget', 'time_budget'
     if doctor is not None:
       for finding in doctor.update(history):
         log.info('doctor: %s (%s) %s', finding.id, finding.severity,

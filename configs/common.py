@@ -92,6 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.best_metric = ''  # History key choosing the best checkpoint; '' = the task's (val_accuracy...).
   c.early_stopping_patience = 0  # Stop after this many epochs without improvement (0 = off).
   c.early_stopping_min_delta = 0.0  # Smallest change of best_metric that counts as improvement.
+  c.max_train_seconds = 0.0  # Stop after the epoch that reaches this much train+eval time (0 = off).
 
   # ---- cadence and bookkeeping --------------------------------------------------------------------
   c.log_every_steps = 50  # Console progress (steps/s, ETA) every this many steps.

@@ -55,3 +55,11 @@ def to_global(batch: dict, mesh: Mesh) -> dict:
   """Assembles global arrays from this process's slice of a batch (no copy between processes)."""
   sharding = batch_sharded(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def to_host_global(tree):
+  """A global (possibly multi-process) pytree of arrays as numpy on every process."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(tree, tiled=True)

@@ -116,10 +116,18 @@ def make_eval_step(*, model, task) -> Callable:
     outputs, _ = _apply(model, state.params, state.model_state, task.model_inputs(batch),
                         train=False)
     _, _, per_example = task.loss_terms(outputs, batch)
-    return task.eval_metrics.single_from_model_output(
+    metrics = task.eval_metrics.single_from_model_output(
         **task.metric_inputs(outputs, batch, per_example))
+    if task.decodes:
+      # Decoding runs inside the compiled step (fixed shapes, batched); strings are made on host.
+      variables = {'params': state.params, **state.model_state}
+      return metrics, task.decode(model, variables, outputs, batch)
+    return metrics
 
   def eval_step(state: TrainState, batch: dict, metrics: Any):
+    if task.decodes:
+      new, decoded = single(state, batch)
+      return metrics.merge(new), decoded
     return metrics.merge(single(state, batch))
 
   eval_step.single = single

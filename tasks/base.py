@@ -29,6 +29,8 @@ class Task(abc.ABC):
   #: Size of the output layer is given by the data (classes, vocabulary).
   train_metrics: Any = None
   eval_metrics: Any = None
+  #: Tasks that decode (CTC, seq2seq) set this and implement ``decode`` and ``decoded_metrics``.
+  decodes: bool = False
 
   @abc.abstractmethod
   def model_inputs(self, batch: dict) -> dict:
@@ -41,6 +43,14 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def metric_inputs(self, outputs: Any, batch: dict, per_example: dict) -> dict:
     """Keyword arguments for ``Collection.single_from_model_output``."""
+
+  def decode(self, model, variables, outputs: Any, batch: dict) -> dict:
+    """Inside the compiled eval step: fixed-shape predictions per example (e.g. token ids)."""
+    raise NotImplementedError
+
+  def decoded_metrics(self, decoded: list[tuple[dict, dict]], *, split: str) -> dict:
+    """On the host: ``[(decode() output, batch)]`` of a split -> history values (WER, samples)."""
+    raise NotImplementedError
 
   def sanity_passed(self, train_row: dict, *, loss_threshold: float) -> bool:
     """Whether training metrics show the sanity examples were memorised."""
