@@ -61,7 +61,7 @@ def evaluate_checkpoint(workdir: str, *, split: str = 'test', checkpoint: str = 
   from curvelab import optim  # pylint: disable=g-import-not-at-top
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1)
   state = train_lib.init_state(setup, tx, example)
-  state, _, _ = checkpointer.restore(step, ckpt_lib.abstract(state))
+  state, _, _, _ = checkpointer.restore(step, ckpt_lib.abstract(state))
   _, eval_step, _, empty_eval, _ = train_lib.compile_steps(setup, tx, state, example, example)
   prefix = split if split in ROLES else 'eval'
   values = train_lib.evaluate(setup, eval_step, state, data, empty_eval, prefix=prefix)

@@ -76,7 +76,7 @@ def generate(workdir: str, *, prompt: str, length: int, temperature: float = 1.0
   example = {'inputs': np.zeros((1, 2), np.int32), 'targets': np.zeros((1, 2), np.int32),
              'weight': np.ones((1, 2), np.float32)}
   state = train_lib.init_state(setup, tx, example)
-  state, _, _ = checkpointer.restore(step, ckpt_lib.abstract(state))
+  state, _, _, _ = checkpointer.restore(step, ckpt_lib.abstract(state))
   checkpointer.close()
   buffer = np.zeros((1, total), np.int32)
   buffer[0, :len(ids)] = ids

@@ -25,12 +25,14 @@ from curvelab import console
 from curvelab import errors
 from curvelab import metrics as metrics_lib
 from curvelab import optim
+from curvelab import preemption
 from curvelab import runfiles
 from curvelab import sharding
 from curvelab import state as state_lib
 from curvelab import steps as steps_lib
 from curvelab import validate
 from curvelab import workdir as workdir_lib
+from curvelab import writers
 import input_pipeline
 from input_pipeline import pipeline
 import models
@@ -304,9 +306,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config = prepare_config(config)
   setup = build(config)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  lock = workdir_lib.WorkdirLock(workdir)
-  lock.acquire()
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = workdir_lib.WorkdirLock(workdir)
+    lock.acquire()
+  except OSError as e:
+    raise errors.ConfigError(f'workdir {workdir} is not writable ({e.strerror or e}).') from e
   try:
     return _run(setup, workdir)
   finally:
@@ -357,8 +362,38 @@ def _load_splits(setup: Setup) -> dict:
   return splits
 
 
+@dataclasses.dataclass
+class _Loop:
+  """Mutable loop position, restored together from a checkpoint."""
+  state: Any
+  metrics: Any
+  data_state: dict | None
+  meta: dict
+  saved_step: int | None
+
+
+def _fresh_meta() -> dict:
+  return {'epoch': 0, 'best_value': None, 'best_epoch': None, 'best_step': None, 'bad_epochs': 0,
+          'elapsed_s': 0.0, 'partial_epoch_s': 0.0, 'rollbacks': 0}
+
+
+def _restore(checkpointer, state, empty_train) -> _Loop:
+  """The newest readable checkpoint, or the initial position."""
+  found = checkpointer.restore_latest_good(ckpt_lib.abstract(state), ckpt_lib.abstract(empty_train))
+  if found is None:
+    return _Loop(state, jax.tree.map(jnp.copy, empty_train), None, _fresh_meta(), None)
+  step, state, metrics, data_state, meta = found
+  ckpt_lib.log_restored(step, meta)
+  return _Loop(state, metrics, data_state, {**_fresh_meta(), **meta}, step)
+
+
+def _save(checkpointer, loop: _Loop, iterator, *, step: int, is_best: bool, value) -> None:
+  checkpointer.save(step, state=loop.state, metrics=loop.metrics, data_state=iterator.get_state(),
+                    meta=dict(loop.meta), is_best=is_best, value=value)
+  loop.saved_step = step
+
+
 def _run(setup: Setup, workdir: pathlib.Path) -> dict:
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
   config = setup.config
   t_start = time.perf_counter()
   splits = _load_splits(setup)
@@ -378,115 +413,179 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
   _check_resume(setup, workdir, example_train)
   _check_vocabulary(setup, workdir)
 
-  state = init_state(setup, tx, example_train)
-  num_params = state_lib.count_params(state.params)
-  names = steps_lib.layer_names(state.params)
+  initial = init_state(setup, tx, example_train)
+  num_params = state_lib.count_params(initial.params)
+  names = steps_lib.layer_names(initial.params)
+  train_step, eval_step, empty_train, empty_eval, compile_s = compile_steps(
+      setup, tx, initial, example_train, example_eval)
+  log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s.',
+           compile_s, f'{num_params:,}', steps_per_epoch, jax.device_count(),
+           jax.devices()[0].device_kind)
   checkpointer = ckpt_lib.Checkpointer(workdir / 'checkpoints', best_metric=setup.best_metric,
-                                       best_mode=setup.best_mode)
-  meta = {'epoch': 0, 'best_value': None, 'best_epoch': None, 'best_step': None,
-          'bad_epochs': 0, 'elapsed_s': 0.0}
-  data_state = None
-  latest = checkpointer.latest_step()
-  if latest is not None:
-    state, data_state, meta = checkpointer.restore(latest, ckpt_lib.abstract(state))
-    ckpt_lib.log_restored(latest, meta)
-  history = [r for r in runfiles.read_history(workdir) if r.get('epoch', 0) <= meta['epoch']]
+                                       best_mode=setup.best_mode,
+                                       keep_latest=config.checkpoint_keep_latest)
+  loop = _restore(checkpointer, initial, empty_train)
+  history = [r for r in runfiles.read_history(workdir) if r.get('epoch', 0) <= loop.meta['epoch']]
   runfiles.write_history(workdir, history)
   runfiles.write_json(workdir / runfiles.CONFIG, config.to_dict())
 
-  train_step, eval_step, empty_train, empty_eval, compile_s = compile_steps(
-      setup, tx, state, example_train, example_eval)
-  log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s.',
-               compile_s, f'{num_params:,}', steps_per_epoch, jax.device_count(),
-               jax.devices()[0].device_kind)
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=not runfiles.is_writer(),
-                                                asynchronous=False)
+  writer = writers.create(config.metric_writer, str(workdir), is_writer=runfiles.is_writer())
   doctor = _make_doctor(setup, num_params, num_train, workdir)
-  iterator = pipeline.train_iterator(train_ds, data_state)
+  iterator = pipeline.train_iterator(train_ds, loop.data_state)
   progress = Progress(cadence)
-  status = 'finished'
-  sanity = None
-  step = int(meta['epoch']) * steps_per_epoch
-  last_saved = latest
+  status, sanity = 'finished', None
 
-  for epoch in range(int(meta['epoch']) + 1, cadence.num_epochs + 1):
-    metrics = jax.tree.map(jnp.copy, empty_train)
-    progress.reset(step)
-    t0 = time.perf_counter()
-    for _ in range(steps_per_epoch):
-      batch = sharding.to_global(next(iterator), setup.mesh)
-      state, metrics = train_step(state, batch, metrics)
-      step += 1
-      if cadence.should_log(step):
-        progress.report(step, float(metrics[0].loss.compute()))
-    train_row, nonfinite = _train_row(setup, metrics, names)  # Blocks until the epoch is done.
-    epoch_time = time.perf_counter() - t0
+  with preemption.Preemption() as stop_signal:
+    step = int(loop.state.step)
+    while step < cadence.total_steps:
+      epoch = cadence.epoch_of(step + 1)
+      progress.reset(step)
+      t0 = time.perf_counter() - float(loop.meta['partial_epoch_s'])
+      preempted = False
+      while step < epoch * steps_per_epoch:
+        batch = sharding.to_global(next(iterator), setup.mesh)
+        loop.state, loop.metrics = train_step(loop.state, batch, loop.metrics)
+        step += 1
+        if cadence.should_log(step):
+          progress.report(step, float(loop.metrics[0].loss.compute()))
+        if step < epoch * steps_per_epoch and stop_signal.requested(step):
+          preempted = True
+          break
+      if preempted:
+        # Mid-epoch checkpoint: the metric accumulators and the epoch's elapsed time go with it,
+        # so the resumed epoch reports exactly what an uninterrupted one would.
+        jax.block_until_ready(loop.state)
+        loop.meta['partial_epoch_s'] = time.perf_counter() - t0
+        _save(checkpointer, loop, iterator, step=step, is_best=False, value=None)
+        writer.flush()
+        log.info('Stopped by %s at step %d (epoch %d); checkpoint saved. Run the same command to '
+                 'resume.', stop_signal.signal_name, step, epoch)
+        status = 'preempted'
+        break
+      train_row, nonfinite = _train_row(setup, loop.metrics, names)  # Waits for the epoch.
+      epoch_time = time.perf_counter() - t0
+      loop.meta['partial_epoch_s'] = 0.0
+      lr = float(schedule(step - 1)) * float(loop.state.lr_scale)
+      row = {'epoch': epoch, 'step': step, 'learning_rate': lr}
+      row.update(train_row)
+      eval_time = 0.0
+      if nonfinite['count'] == 0 and cadence.should_eval(step):
+        t1 = time.perf_counter()
+        row.update(evaluate(setup, eval_step, loop.state, splits['val'], empty_eval, prefix='val'))
+        eval_time = time.perf_counter() - t1
+      elapsed = float(loop.meta['elapsed_s']) + epoch_time + eval_time
+      row.update(epoch_time_s=epoch_time, eval_time_s=eval_time, elapsed_s=elapsed,
+                 examples_per_s=steps_per_epoch * config.batch_size / max(epoch_time, 1e-9),
+                 peak_memory_bytes=_peak_memory())
+      if 'tokens' in row:  # Language models: real (unpadded) tokens per second.
+        row['tokens_per_s'] = row.pop('tokens') * steps_per_epoch / max(epoch_time, 1e-9)
 
-    row = {'epoch': epoch, 'step': step, 'learning_rate': float(schedule(step - 1))}
-    row.update(train_row)
-    eval_time = 0.0
-    if nonfinite['count'] == 0 and cadence.should_eval(step):
-      t1 = time.perf_counter()
-      row.update(evaluate(setup, eval_step, state, splits['val'], empty_eval, prefix='val'))
-      eval_time = time.perf_counter() - t1
-    meta['elapsed_s'] = float(meta['elapsed_s']) + epoch_time + eval_time
-    row.update(epoch_time_s=epoch_time, eval_time_s=eval_time, elapsed_s=meta['elapsed_s'],
-               examples_per_s=steps_per_epoch * config.batch_size / max(epoch_time, 1e-9),
-               peak_memory_bytes=_peak_memory())
-    if 'tokens' in row:  # Language models: real (unpadded) tokens per second.
-      row['tokens_per_s'] = row.pop('tokens') * steps_per_epoch / max(epoch_time, 1e-9)
-    history.append(row)
-    runfiles.append_history(workdir, row)
-    _write_scalars(writer, epoch, row)
-    log.info('epoch %d: %s', epoch, ', '.join(
-        f'{k}={row[k]:.4g}' for k in row if k.startswith(('train_', 'val_'))
-        and isinstance(row[k], float)))
-    _check_finite(nonfinite, epoch=epoch, last_saved=last_saved)
+      if nonfinite['count']:
+        if _roll_back(setup, checkpointer, loop, nonfinite, epoch=epoch, initial=initial,
+                      empty_train=empty_train):
+          iterator = pipeline.train_iterator(train_ds, loop.data_state)
+          history = [r for r in history if r['epoch'] <= loop.meta['epoch']]
+          runfiles.write_history(workdir, history)
+          step = int(loop.state.step)
+          continue
+        history.append(row)
+        runfiles.append_history(workdir, row)
+        writer.flush()
+        _check_finite(nonfinite, epoch=epoch, last_saved=loop.saved_step)
 
-    value = row.get(setup.best_metric)
-    if _improved(value, meta['best_value'], mode=setup.best_mode,
-                 min_delta=config.early_stopping_min_delta):
-      meta.update(best_value=value, best_epoch=epoch, best_step=step, bad_epochs=0)
-    elif value is not None:
-      meta['bad_epochs'] = int(meta['bad_epochs']) + 1
-    meta['epoch'] = epoch
+      loop.meta['elapsed_s'] = elapsed
+      history.append(row)
+      runfiles.append_history(workdir, row)
+      _write_scalars(writer, epoch, row)
+      log.info('epoch %d: %s', epoch, ', '.join(
+          f'{k}={row[k]:.4g}' for k in row if k.startswith(('train_', 'val_'))
+          and isinstance(row[k], float)))
 
-    stop_reason = None
-    if config.sanity_examples > 0 and setup.task.sanity_passed(
-        row, loss_threshold=config.sanity_loss_threshold):
-      sanity, stop_reason = {'passed': True, 'epochs': epoch}, 'sanity'
-    elif config.early_stopping_patience and meta['bad_epochs'] >= config.early_stopping_patience:
-      status, stop_reason = 'early_stopped', 'early_stopped'
-    elif config.max_train_seconds and meta['elapsed_s'] >= config.max_train_seconds:
-      # Equal wall-clock budgets: the comparison the reference grid could not make.
-      status, stop_reason = 'time_budget', 'time_budget'
-    if doctor is not None:
-      for finding in doctor.update(history):
-        log.info('doctor: %s (%s) %s', finding.id, finding.severity,
-                     getattr(finding, 'evidence', {}).get('text', '')
-                     if isinstance(getattr(finding, 'evidence', None), dict) else '')
-      runfiles.write_json(workdir / 'diagnosis.json', doctor.to_json())
-      if doctor.should_stop and stop_reason is None:
-        status, stop_reason = 'stopped_by_doctor', 'doctor'
-        log.info('doctor stopped the run: %s', doctor.stop_reason)
+      value = row.get(setup.best_metric)
+      if _improved(value, loop.meta['best_value'], mode=setup.best_mode,
+                   min_delta=config.early_stopping_min_delta):
+        loop.meta.update(best_value=value, best_epoch=epoch, best_step=step, bad_epochs=0)
+      elif value is not None:
+        loop.meta['bad_epochs'] = int(loop.meta['bad_epochs']) + 1
+      loop.meta['epoch'] = epoch
 
-    if cadence.should_checkpoint(step) or stop_reason is not None or meta['best_step'] == step:
-      checkpointer.save(step, state=state, data_state=iterator.get_state(), meta=dict(meta),
-                        is_best=meta['best_step'] == step, value=value)
-      last_saved = step
-    if stop_reason is not None:
-      break
+      stop_reason = None
+      if config.sanity_examples > 0 and setup.task.sanity_passed(
+          row, loss_threshold=config.sanity_loss_threshold):
+        sanity, stop_reason = {'passed': True, 'epochs': epoch}, 'sanity'
+      elif config.early_stopping_patience and (
+          loop.meta['bad_epochs'] >= config.early_stopping_patience):
+        status, stop_reason = 'early_stopped', 'early_stopped'
+      elif config.max_train_seconds and elapsed >= config.max_train_seconds:
+        # Equal wall-clock budgets: the comparison the reference grid could not make.
+        status, stop_reason = 'time_budget', 'time_budget'
+      if doctor is not None:
+        for finding in doctor.update(history):
+          advice = f' -> try {finding.recommendations[0]}' if finding.recommendations else ''
+          log.info('doctor: %s [%s] %s%s', finding.id, finding.severity,
+                   finding.evidence.get('text', ''), advice)
+        runfiles.write_json(workdir / 'diagnosis.json', doctor.to_json())
+        if doctor.should_stop and stop_reason is None:
+          status, stop_reason = 'stopped_by_doctor', 'doctor'
+          log.info('doctor stopped the run: %s', doctor.stop_reason)
 
+      loop.metrics = jax.tree.map(jnp.copy, empty_train)
+      is_best = loop.meta['best_step'] == step
+      if cadence.should_checkpoint(step) or stop_reason is not None or is_best:
+        _save(checkpointer, loop, iterator, step=step, is_best=is_best, value=value)
+      if stop_reason is not None:
+        break
+      if stop_signal.requested(step):
+        # A signal that arrived during evaluation: the epoch-end checkpoint is the resume point.
+        if loop.saved_step != step:
+          _save(checkpointer, loop, iterator, step=step, is_best=False, value=value)
+        log.info('Stopped by %s after epoch %d; checkpoint saved. Run the same command to resume.',
+                 stop_signal.signal_name, epoch)
+        status = 'preempted'
+        break
+
+  writer.close()
+  if status == 'preempted':
+    checkpointer.close()
+    return {'status': 'preempted', 'step': step, 'epochs_run': len(history)}
   if config.sanity_examples > 0 and sanity is None:
     last = history[-1] if history else {}
     sanity = {'passed': False, 'epochs': len(history), 'train_loss': last.get('train_loss')}
-
-  summary = _finish(setup, workdir, checkpointer, state, splits, empty_eval, eval_step, meta,
-                    history, num_params=num_params, num_train=num_train, compile_s=compile_s,
-                    status=status, sanity=sanity, total_s=time.perf_counter() - t_start)
-  writer.close()
+  summary = _finish(setup, workdir, checkpointer, loop.state, splits, empty_eval, eval_step,
+                    loop.meta, history, num_params=num_params, num_train=num_train,
+                    compile_s=compile_s, status=status, sanity=sanity,
+                    total_s=time.perf_counter() - t_start)
   checkpointer.close()
   return summary
+
+
+def _roll_back(setup: Setup, checkpointer, loop: _Loop, nonfinite: dict, *, epoch: int, initial,
+               empty_train) -> bool:
+  """``nan_policy=rollback``: restore the last good checkpoint with a reduced learning rate.
+
+  Returns:
+    True when the loop rolled back; False when the policy is ``stop`` or exhausted.
+  """
+  config = setup.config
+  if config.nan_policy != 'rollback' or loop.saved_step is None:
+    return False
+  if int(loop.meta['rollbacks']) >= config.nan_max_rollbacks:
+    log.info('non-finite loss again after %d rollbacks: giving up.', loop.meta['rollbacks'])
+    return False
+  target = loop.saved_step
+  checkpointer.delete_after(target)
+  state, metrics, data_state, meta = checkpointer.restore(
+      target, ckpt_lib.abstract(initial), ckpt_lib.abstract(empty_train))
+  scale = float(state.lr_scale) * float(config.nan_lr_factor)
+  rollbacks = int(loop.meta['rollbacks']) + 1
+  loop.state = state.replace(lr_scale=jax.device_put(
+      jnp.asarray(scale, jnp.float32), sharding.replicated(setup.mesh)))
+  loop.metrics, loop.data_state = metrics, data_state
+  loop.meta = {**_fresh_meta(), **meta, 'rollbacks': rollbacks}
+  log.info('non-finite loss at epoch %d, step %d: rolled back to step %d with the learning rate '
+           'scaled by %.3g (rollback %d of %d).', epoch, nonfinite['first_step'], target, scale,
+           rollbacks, config.nan_max_rollbacks)
+  return True
 
 
 def _finish(setup: Setup, workdir, checkpointer, state, splits, empty_eval, eval_step, meta,
@@ -497,7 +596,7 @@ def _finish(setup: Setup, workdir, checkpointer, state, splits, empty_eval, eval
   best_step = meta.get('best_step')
   if best_step is not None and sanity is None:
     if best_step != int(state.step):
-      state, _, _ = checkpointer.restore(best_step, ckpt_lib.abstract(state))
+      state, _, _, _ = checkpointer.restore(best_step, ckpt_lib.abstract(state))
     test = evaluate(setup, eval_step, state, splits['test'], empty_eval, prefix='test')
   best_row = next((r for r in history if r['epoch'] == meta.get('best_epoch')), {})
   summary = {

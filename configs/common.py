@@ -98,6 +98,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50  # Console progress (steps/s, ETA) every this many steps.
   c.eval_every_epochs = 1  # Validation cadence in epochs (the last epoch always evaluates).
   c.checkpoint_every_epochs = 1  # Checkpoint cadence in epochs (the last epoch always saves).
+  c.checkpoint_keep_latest = 1  # Newest checkpoints kept besides the best (a damaged newest one
+  #                               falls back to the previous one: keep 2 on unreliable storage).
+
+  c.metric_writer = 'clu'  # clu (CLU writers: TensorBoard + logging) | events (same files, no TF).
+  c.nan_policy = 'stop'  # stop | rollback (to the last good checkpoint with a lower learning rate).
+  c.nan_lr_factor = 0.5  # rollback: multiply the learning rate by this on each rollback.
+  c.nan_max_rollbacks = 3  # rollback: give up (stop) after this many.
 
   # ---- the training doctor -----------------------------------------------------------------------
   c.doctor = ml_collections.ConfigDict()

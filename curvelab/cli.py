@@ -19,6 +19,34 @@ def define_config_flags() -> None:
   config_flags.DEFINE_config_file('config', None, 'Config file, with optional :args.',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Folder the run writes to (and resumes from).')
+  flags.DEFINE_bool('multihost', False, 'Initialise jax.distributed from the environment (TPU VM, '
+                    'SLURM, or the three flags below).')
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process runs).')
+  flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-process runs).')
+  flags.DEFINE_integer('process_id', None, 'This process (multi-process runs).')
+
+
+def init_distributed() -> None:
+  """Starts JAX's multi-controller runtime when asked (before any device is touched).
+
+  With ``--coordinator_address/--num_processes/--process_id`` it connects explicitly; with
+  ``--multihost`` alone ``jax.distributed.initialize()`` reads the cluster from the environment
+  (TPU VM metadata, SLURM variables, or JAX_COORDINATOR_ADDRESS & co.).
+  """
+  f = flags.FLAGS
+  if not (f.multihost or f.coordinator_address):
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  # CPU processes exchange collectives through gloo (GPU and TPU use their own interconnects).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if f.coordinator_address:
+    missing = [n for n in ('num_processes', 'process_id') if getattr(f, n) is None]
+    if missing:
+      raise errors.ConfigError(f'--coordinator_address needs --{" and --".join(missing)}.')
+    jax.distributed.initialize(coordinator_address=f.coordinator_address,
+                               num_processes=f.num_processes, process_id=f.process_id)
+  else:
+    jax.distributed.initialize()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -66,6 +94,11 @@ def run_training_main(main) -> None:
 
   def quiet_main(args):
     console.quiet_libraries()  # After absl.app has set up its own logging.
+    try:
+      init_distributed()
+    except errors.CurvelabError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
     return main(args)
 
   app.run(quiet_main, argv=argv, flags_parser=lambda a: a)

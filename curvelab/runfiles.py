@@ -13,6 +13,8 @@ from typing import Any
 
 import jax
 
+from curvelab import errors
+
 HISTORY = 'history.jsonl'
 SUMMARY = 'summary.json'
 CONFIG = 'config.json'
@@ -32,10 +34,19 @@ def _clean(value: Any) -> Any:
   return value
 
 
+def _io_error(path: pathlib.Path, e: OSError) -> errors.TrainingError:
+  return errors.TrainingError(
+      f'could not write {path} ({e.strerror or e}); the run stopped, its checkpoints are intact. '
+      'Free disk space or fix permissions, then run the same command to resume.')
+
+
 def _atomic_write(path: pathlib.Path, text: str) -> None:
   tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  try:
+    tmp.write_text(text)
+    os.replace(tmp, path)
+  except OSError as e:
+    raise _io_error(path, e) from e
 
 
 def write_json(path: pathlib.Path, obj: Any) -> None:
@@ -66,7 +77,10 @@ def write_history(workdir: pathlib.Path, rows: list[dict]) -> None:
 
 def append_history(workdir: pathlib.Path, row: dict) -> None:
   if is_writer():
-    with open(workdir / HISTORY, 'a') as f:
-      f.write(json.dumps(_clean(row), sort_keys=True) + '\n')
-      f.flush()
-      os.fsync(f.fileno())
+    try:
+      with open(workdir / HISTORY, 'a') as f:
+        f.write(json.dumps(_clean(row), sort_keys=True) + '\n')
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+      raise _io_error(workdir / HISTORY, e) from e

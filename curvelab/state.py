@@ -20,12 +20,15 @@ class TrainState:
     opt_state: optimizer state.
     rng: PRNG key (raw uint32 data, so it checkpoints like any array); per-step keys are
       ``fold_in(rng, step)``, which makes a resumed run draw the same numbers.
+    lr_scale: multiplies every update (i.e. the learning rate); 1 unless a non-finite loss made
+      the loop roll back with a reduced rate (``nan_policy=rollback``).
   """
   step: jax.Array
   params: Any
   model_state: Any
   opt_state: Any
   rng: jax.Array
+  lr_scale: jax.Array
 
 
 def count_params(params) -> int:
@@ -45,4 +48,4 @@ def create(model, tx: optax.GradientTransformation, example_inputs: dict,
   variables = dict(init_variables(model, example_inputs, init_rng))
   params = variables.pop('params')
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
-                    opt_state=tx.init(params), rng=state_rng)
+                    opt_state=tx.init(params), rng=state_rng, lr_scale=jnp.ones((), jnp.float32))

@@ -86,6 +86,7 @@ def make_train_step(*, model, task, tx: optax.GradientTransformation,
     scale = 1.0 / jnp.maximum(weight, 1e-12)
     grads = jax.tree.map(lambda g: g * scale, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     param_norm = optax.global_norm(state.params)
     dynamics = metrics_lib.Dynamics.single_from_model_output(

@@ -7,6 +7,7 @@ from curvelab import errors
 from curvelab import optim
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
+NAN_POLICIES = ('stop', 'rollback')
 
 
 def _positive(config, field: str, kind=(int,)) -> None:
@@ -49,5 +50,9 @@ def check(config) -> None:
   for field in ('early_stopping_patience', 'sanity_examples', 'log_every_steps'):
     if config[field] < 0:
       raise errors.ConfigError(f'{field} must be >= 0, got {config[field]!r}.')
-  for field in ('eval_every_epochs', 'checkpoint_every_epochs'):
+  for field in ('eval_every_epochs', 'checkpoint_every_epochs', 'checkpoint_keep_latest'):
     _positive(config, field)
+  _choice(config.metric_writer, 'metric_writer', ('clu', 'events'))
+  _choice(config.nan_policy, 'nan_policy', NAN_POLICIES)
+  if not 0.0 < config.nan_lr_factor < 1.0:
+    raise errors.ConfigError(f'nan_lr_factor must be in (0, 1), got {config.nan_lr_factor}.')
