@@ -23,6 +23,7 @@ from curvelab import checkpoint as ckpt_lib
 from curvelab import durations
 from curvelab import console
 from curvelab import errors
+from curvelab import feeders
 from curvelab import metrics as metrics_lib
 from curvelab import optim
 from curvelab import preemption
@@ -95,6 +96,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.compute_dtype)
   sharding.check_batch_size(config.batch_size, multiple=config.grad_accum_steps)
   sharding.check_batch_size(config.eval_batch_size, field='eval_batch_size')
+  _check_input_mode(config, data)
   if config.sanity_examples > 0:
     sharding.check_batch_size(config.batch_size, field='sanity_examples (batch)')
   best_metric = config.best_metric or task.best_metric
@@ -104,6 +106,29 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     raise errors.ConfigError(f'best_metric={best_metric!r} must be a validation key (val_...).')
   return Setup(config=config, task=task, data=data, model=model, mesh=sharding.make_mesh(),
                best_metric=best_metric, best_mode=best_mode)
+
+
+INPUT_MODES = ('host', 'device')
+
+
+def _check_input_mode(config, data) -> None:
+  if config.input_mode not in INPUT_MODES:
+    raise errors.ConfigError(f'input_mode={config.input_mode!r} is unknown; allowed: '
+                             f'{", ".join(INPUT_MODES)}.')
+  if config.steps_per_call < 1:
+    raise errors.ConfigError(f'steps_per_call must be a positive integer, got '
+                             f'{config.steps_per_call}.')
+  if config.input_mode == 'device':
+    if data.device_loader is None:
+      raise errors.ConfigError(
+          f'input_mode=device supports in-memory image datasets; dataset.name='
+          f'{config.dataset.name!r} with task {config.task.name!r} allows: host.')
+    extra = [k for k, v in config.dataset.augment.items()
+             if k not in ('flip', 'crop', 'crop_scale', 'crop_ratio') and v]
+    if extra:
+      raise errors.ConfigError(
+          f'input_mode=device runs flip and random resized crop on the device; dataset.augment.'
+          f'{extra[0]} is host-only: use input_mode=host or turn it off.')
 
 
 def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int) -> Setup:
@@ -176,6 +201,75 @@ def compile_steps(setup: Setup, tx, state, train_batch: dict, eval_batch: dict):
       abstract_state, eval_abs, ckpt_lib.abstract(empty_eval)).compile()
   seconds = time.perf_counter() - start
   return train_c, eval_c, empty_train, empty_eval, seconds
+
+
+class Advancer:
+  """Compiled calls that advance training by ``k`` optimizer steps (one compile per ``k``).
+
+  ``input_mode=host`` with ``steps_per_call=1`` is the plain per-step call. ``steps_per_call=k``
+  scans ``k`` steps inside one call (host batches stacked, or device-resident data gathered and
+  augmented inside the step), so Python dispatch and host round trips happen once per ``k`` steps.
+  The scanned function is the same single step, so the results are those of ``k`` separate calls.
+  """
+
+  def __init__(self, setup: Setup, tx, state, empty_train, single_step, *, example_batch: dict,
+               device_images=None):
+    self.setup = setup
+    self.single_step = single_step
+    self.raw_step = steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
+                                              grad_accum_steps=setup.config.grad_accum_steps)
+    self.abstract_state = ckpt_lib.abstract(state)
+    self.abstract_metrics = ckpt_lib.abstract(empty_train)
+    self.example_batch = example_batch
+    self.device_images = device_images
+    self.data = None
+    if device_images is not None:
+      self.data = device_images.put(sharding.replicated(setup.mesh))
+    self._compiled = {}
+    self.compile_s = 0.0
+
+  def _compile(self, k: int):
+    repl = sharding.replicated(self.setup.mesh)
+    stacked = jax.sharding.NamedSharding(self.setup.mesh,
+                                         jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+    start = time.perf_counter()
+    if self.device_images is not None:
+      fn = steps_lib.make_device_chunk_step(self.raw_step, self.device_images.batch,
+                                            sharding.batch_sharded(self.setup.mesh))
+      indices = jax.ShapeDtypeStruct((k, self.setup.config.batch_size), jnp.int32,
+                                     sharding=stacked)
+      data = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                          self.data)
+      compiled = jax.jit(fn, out_shardings=(repl, repl), donate_argnums=(0, 2)).lower(
+          self.abstract_state, indices, self.abstract_metrics, data).compile()
+    else:
+      fn = steps_lib.make_host_chunk_step(self.raw_step)
+      batches = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct((k, x.shape[0] * jax.process_count()) + x.shape[1:],
+                                         x.dtype, sharding=stacked), self.example_batch)
+      compiled = jax.jit(fn, out_shardings=(repl, repl), donate_argnums=(0, 2)).lower(
+          self.abstract_state, batches, self.abstract_metrics).compile()
+    self.compile_s += time.perf_counter() - start
+    return compiled
+
+  def prepare(self, lengths) -> None:
+    """Compiles the chunk lengths the run will use, before any timing starts."""
+    for k in sorted(set(lengths)):
+      self._get(k)
+
+  def _get(self, k: int):
+    if k not in self._compiled:
+      if k == 1 and self.device_images is None:
+        self._compiled[k] = self.single_step
+      else:
+        self._compiled[k] = self._compile(k)
+    return self._compiled[k]
+
+  def __call__(self, state, chunk, metrics, k: int):
+    fn = self._get(k)
+    if self.device_images is not None:
+      return fn(state, chunk, metrics, self.data)
+    return fn(state, chunk, metrics)
 
 
 # --------------------------------------------------------------------------------- epochs
@@ -387,10 +481,21 @@ def _restore(checkpointer, state, empty_train) -> _Loop:
   return _Loop(state, metrics, data_state, {**_fresh_meta(), **meta}, step)
 
 
-def _save(checkpointer, loop: _Loop, iterator, *, step: int, is_best: bool, value) -> None:
-  checkpointer.save(step, state=loop.state, metrics=loop.metrics, data_state=iterator.get_state(),
+def _save(checkpointer, loop: _Loop, feeder, *, step: int, is_best: bool, value) -> None:
+  checkpointer.save(step, state=loop.state, metrics=loop.metrics, data_state=feeder.state(),
                     meta=dict(loop.meta), is_best=is_best, value=value)
   loop.saved_step = step
+
+
+def _make_feeder(setup: Setup, train_ds, data_state, *, steps_per_epoch: int, num_epochs: int,
+                 num_train: int):
+  """The training input for the config's ``input_mode``, positioned at ``data_state``."""
+  if setup.config.input_mode == 'device':
+    from input_pipeline import device as device_lib  # pylint: disable=g-import-not-at-top
+    order = device_lib.EpochOrder(num_train, global_batch=setup.config.batch_size,
+                                  num_epochs=num_epochs, seed=setup.config.seed)
+    return feeders.DeviceFeeder(order, data_state, setup.mesh)
+  return feeders.HostFeeder(train_ds, data_state, setup.mesh)
 
 
 def _run(setup: Setup, workdir: pathlib.Path) -> dict:
@@ -431,7 +536,17 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
 
   writer = writers.create(config.metric_writer, str(workdir), is_writer=runfiles.is_writer())
   doctor = _make_doctor(setup, num_params, num_train, workdir)
-  iterator = pipeline.train_iterator(train_ds, loop.data_state)
+  device_images = None
+  if config.input_mode == 'device':
+    device_images = setup.data.device_loader(splits['train'], train=True, seed=config.seed)
+  advance = Advancer(setup, tx, initial, empty_train, train_step, example_batch=example_train,
+                     device_images=device_images)
+  chunk = int(config.steps_per_call)
+  advance.prepare([min(chunk, steps_per_epoch)] + (
+      [steps_per_epoch % chunk] if steps_per_epoch % chunk else []))
+  compile_s += advance.compile_s
+  feeder = _make_feeder(setup, train_ds, loop.data_state, steps_per_epoch=steps_per_epoch,
+                        num_epochs=cadence.num_epochs, num_train=num_train)
   progress = Progress(cadence)
   status, sanity = 'finished', None
 
@@ -442,13 +557,15 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
       progress.reset(step)
       t0 = time.perf_counter() - float(loop.meta['partial_epoch_s'])
       preempted = False
-      while step < epoch * steps_per_epoch:
-        batch = sharding.to_global(next(iterator), setup.mesh)
-        loop.state, loop.metrics = train_step(loop.state, batch, loop.metrics)
-        step += 1
-        if cadence.should_log(step):
+      epoch_end = epoch * steps_per_epoch
+      while step < epoch_end:
+        # Chunks never cross an epoch end: history rows and evaluation happen there.
+        k = min(chunk, epoch_end - step)
+        loop.state, loop.metrics = advance(loop.state, feeder.next(k), loop.metrics, k)
+        step += k
+        if any(cadence.should_log(s) for s in range(step - k + 1, step + 1)):
           progress.report(step, float(loop.metrics[0].loss.compute()))
-        if step < epoch * steps_per_epoch and stop_signal.requested(step):
+        if step < epoch_end and stop_signal.requested(step):
           preempted = True
           break
       if preempted:
@@ -456,7 +573,7 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
         # so the resumed epoch reports exactly what an uninterrupted one would.
         jax.block_until_ready(loop.state)
         loop.meta['partial_epoch_s'] = time.perf_counter() - t0
-        _save(checkpointer, loop, iterator, step=step, is_best=False, value=None)
+        _save(checkpointer, loop, feeder, step=step, is_best=False, value=None)
         writer.flush()
         log.info('Stopped by %s at step %d (epoch %d); checkpoint saved. Run the same command to '
                  'resume.', stop_signal.signal_name, step, epoch)
@@ -483,7 +600,8 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
       if nonfinite['count']:
         if _roll_back(setup, checkpointer, loop, nonfinite, epoch=epoch, initial=initial,
                       empty_train=empty_train):
-          iterator = pipeline.train_iterator(train_ds, loop.data_state)
+          feeder = _make_feeder(setup, train_ds, loop.data_state, steps_per_epoch=steps_per_epoch,
+                                num_epochs=cadence.num_epochs, num_train=num_train)
           history = [r for r in history if r['epoch'] <= loop.meta['epoch']]
           runfiles.write_history(workdir, history)
           step = int(loop.state.step)
@@ -532,13 +650,13 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
       loop.metrics = jax.tree.map(jnp.copy, empty_train)
       is_best = loop.meta['best_step'] == step
       if cadence.should_checkpoint(step) or stop_reason is not None or is_best:
-        _save(checkpointer, loop, iterator, step=step, is_best=is_best, value=value)
+        _save(checkpointer, loop, feeder, step=step, is_best=is_best, value=value)
       if stop_reason is not None:
         break
       if stop_signal.requested(step):
         # A signal that arrived during evaluation: the epoch-end checkpoint is the resume point.
         if loop.saved_step != step:
-          _save(checkpointer, loop, iterator, step=step, is_best=False, value=value)
+          _save(checkpointer, loop, feeder, step=step, is_best=False, value=value)
         log.info('Stopped by %s after epoch %d; checkpoint saved. Run the same command to resume.',
                  stop_signal.signal_name, epoch)
         status = 'preempted'

@@ -133,3 +133,46 @@ def make_eval_step(*, model, task) -> Callable:
 
   eval_step.single = single
   return eval_step
+
+
+def make_host_chunk_step(train_step: Callable) -> Callable:
+  """``(state, batches [k, B, ...], metrics) -> (state, metrics)``: k optimizer steps, one call.
+
+  A ``lax.scan`` over the stacked batches runs exactly the single-step function k times, so the
+  result equals k separate calls while the Python dispatch and the host round trip happen once.
+  """
+
+  def run(state, batches, metrics):
+    def body(carry, batch):
+      return train_step(*_swap(carry, batch)), None
+
+    (state, metrics), _ = jax.lax.scan(body, (state, metrics), batches)
+    return state, metrics
+
+  return run
+
+
+def _swap(carry, batch):
+  state, metrics = carry
+  return state, batch, metrics
+
+
+def make_device_chunk_step(train_step: Callable, batch_fn: Callable, batch_sharding) -> Callable:
+  """``(state, indices [k, B], metrics, data) -> (state, metrics)`` for device-resident data.
+
+  Each scanned step builds its batch on the device (gather, augment, normalise) from the split in
+  ``data`` and the step's example indices; the constraint keeps the batch split over the data axis
+  so every device works on its own share, as with host batches.
+  """
+
+  def run(state, indices, metrics, data):
+    def body(carry, idx):
+      state, metrics = carry
+      batch = batch_fn(data, idx, state.step)
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+      return train_step(state, batch, metrics), None
+
+    (state, metrics), _ = jax.lax.scan(body, (state, metrics), indices)
+    return state, metrics
+
+  return run

@@ -23,6 +23,7 @@ class Data:
     train_preprocess: ``(local_batch, rng) -> batch``.
     eval_preprocess: ``(local_batch) -> batch``.
     extra: task-specific metadata (e.g. a vocabulary).
+    device_loader: for datasets whose batches can be built on the device (input_mode=device).
   """
   num_outputs: int
   example_shape: tuple
@@ -32,6 +33,7 @@ class Data:
   train_preprocess: Callable
   eval_preprocess: Callable
   extra: dict = dataclasses.field(default_factory=dict)
+  device_loader: Callable | None = None  # (split, *, train, seed) -> device-resident batches.
 
   def load(self, role: str) -> ArraySplit:
     return self.loader(role)
@@ -43,5 +45,8 @@ def build(config) -> Data:
   if config.task.name == 'language_modeling':
     from input_pipeline import text_data
     return text_data.build(config)
+  if config.task.name in ('ctc', 'seq2seq'):
+    from input_pipeline import sequence_data
+    return sequence_data.build(config)
   from input_pipeline import image_data
   return image_data.build(config)

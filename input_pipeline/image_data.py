@@ -23,7 +23,11 @@ def build(config) -> Data:
   def loader(role: str):
     return sources.load(ds, specs[role], field=_FIELDS[role])
 
+  def device_loader(split, *, train: bool, seed: int):
+    from input_pipeline import device  # pylint: disable=g-import-not-at-top
+    return device.DeviceImages(split, ds, train=train, seed=seed)
+
   return Data(num_outputs=info.num_classes, example_shape=info.image_shape, split_specs=specs,
-              split_sizes=sizes, loader=loader,
+              split_sizes=sizes, loader=loader, device_loader=device_loader,
               train_preprocess=pipeline.ImagePreprocess(ds, train=True),
               eval_preprocess=pipeline.ImagePreprocess(ds, train=False))

@@ -1,0 +1,98 @@
+"""The fast paths keep the core's guarantees: device-resident input and scanned multi-step calls
+train like the plain host path, resume exactly, and bf16 compute keeps float32 parameters."""
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+from input_pipeline import augment as host_aug
+from input_pipeline import device as device_aug
+from tests import helpers
+import train
+
+
+def _run(tmp_path_factory, name, **fields):
+  workdir = tmp_path_factory.mktemp(name)
+  fields = {'num_epochs': 2, 'metric_writer': 'events', **fields}
+  summary = train.train_and_evaluate(helpers.tiny_config(**fields), str(workdir))
+  return helpers.without_timing(helpers.read_history(workdir)), summary, workdir
+
+
+@pytest.fixture(scope='module')
+def host_run(tmp_path_factory):
+  return _run(tmp_path_factory, 'host')
+
+
+def _assert_histories_close(got, want, rel=1e-5):
+  assert [r['epoch'] for r in got] == [r['epoch'] for r in want]
+  for g, w in zip(got, want):
+    for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'learning_rate',
+                'grad_norm'):
+      assert g[key] == pytest.approx(w[key], rel=rel, abs=1e-7), key
+
+
+def test_scanned_steps_equal_step_by_step(tmp_path_factory, host_run):
+  """steps_per_call=4 (8 steps/epoch: two scanned calls) trains as 8 single calls do."""
+  chunked, _, _ = _run(tmp_path_factory, 'host_k4', steps_per_call=4)
+  _assert_histories_close(chunked, host_run[0])
+
+
+def test_device_path_equals_host_path_without_augmentation(tmp_path_factory, host_run):
+  """Same seed, augmentation off: the device-resident path reads the same batches."""
+  device, summary, _ = _run(tmp_path_factory, 'device', input_mode='device')
+  _assert_histories_close(device, host_run[0])
+  assert summary['test_accuracy'] == pytest.approx(host_run[1]['test_accuracy'], abs=1e-6)
+
+
+def test_device_path_with_chunks_resumes_exactly(tmp_path_factory):
+  straight, _, _ = _run(tmp_path_factory, 'dev_straight', input_mode='device', steps_per_call=3)
+  workdir = tmp_path_factory.mktemp('dev_resumed')
+  config = helpers.tiny_config(num_epochs=1, metric_writer='events', input_mode='device',
+                               steps_per_call=3)
+  train.train_and_evaluate(config, str(workdir))
+  config.num_epochs = 2
+  train.train_and_evaluate(config, str(workdir))
+  assert helpers.without_timing(helpers.read_history(workdir)) == straight
+
+
+def test_device_resize_equals_host_resize_for_the_same_boxes():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (6, 12, 10, 3)).astype(np.uint8)
+  boxes = host_aug.sample_crop_boxes(rng, 6, 12, 10, scale=(0.3, 1.0), ratio=(0.75, 1.33))
+  want = host_aug.resize_crops(images, boxes, (12, 10))
+  got = jax.vmap(lambda im, b: device_aug._resize_box(im, b, 12, 10))(  # pylint: disable=protected-access
+      jnp.asarray(images, jnp.float32), jnp.asarray(boxes, jnp.float32))
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-3)
+
+
+def test_device_and_host_crop_boxes_have_the_same_distribution():
+  n, h, w = 20000, 32, 32
+  scale, ratio = (0.8, 1.0), (0.9, 1.1)
+  host = host_aug.sample_crop_boxes(np.random.default_rng(1), n, h, w, scale=scale, ratio=ratio)
+  dev = np.asarray(device_aug._crop_boxes(  # pylint: disable=protected-access
+      jax.random.key(1), n, h, w, scale=scale, ratio=ratio))
+  for boxes in (host, dev):
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= h).all()
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 1] + boxes[:, 3] <= w).all()
+  stats = lambda b: np.array([(b[:, 2] * b[:, 3]).mean() / (h * w), (b[:, 3] / b[:, 2]).mean(),
+                              b[:, 0].mean(), b[:, 1].mean(), (b[:, 2] * b[:, 3]).std() / (h * w)])
+  np.testing.assert_allclose(stats(dev), stats(host), rtol=0.02, atol=0.02)
+
+
+def test_device_flip_rate_and_augmentation_keeps_range():
+  images = jnp.broadcast_to(jnp.arange(8.0)[None, None, :, None], (4000, 8, 8, 1))
+  out = device_aug.augment(images, jax.random.key(0), flip=True, crop=True, scale=(0.8, 1.0),
+                           ratio=(0.9, 1.1))
+  assert out.shape == images.shape
+  assert float(out.min()) >= 0.0 and float(out.max()) <= 7.0
+  flipped = np.asarray(out[:, 4, 0, 0] > out[:, 4, -1, 0])
+  assert abs(flipped.mean() - 0.5) < 0.03
+
+
+def test_bf16_compute_trains_and_keeps_float32_parameters(tmp_path_factory, host_run):
+  history, _, workdir = _run(tmp_path_factory, 'bf16', compute_dtype='bfloat16', num_epochs=3)
+  assert history[-1]['train_loss'] < history[0]['train_loss']
+  step = max(helpers.checkpoint_steps(workdir))
+  params = helpers.checkpoint_params(workdir, step)
+  assert {np.asarray(x).dtype for x in jax.tree.leaves(params)} == {np.dtype('float32')}
