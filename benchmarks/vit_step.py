@@ -37,6 +37,10 @@ def main() -> None:
   parser.add_argument('--only', default='', help='Comma-separated experiment numbers.')
   parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
   parser.add_argument('--batch_size', type=int, default=128)
+  parser.add_argument('--steps_per_call', type=int, default=1,
+                      help='Optimizer steps per compiled call (lax.scan).')
+  parser.add_argument('--torch', action='store_true',
+                      help='Also time the same model in plain PyTorch (benchmarks/torch_baseline.py).')
   args = parser.parse_args()
   only = {int(x) for x in args.only.split(',') if x}
   import jax  # pylint: disable=g-import-not-at-top
@@ -48,6 +52,7 @@ def main() -> None:
     config = module.get_config(variant)
     config.compute_dtype = args.dtype
     config.batch_size = args.batch_size
+    config.steps_per_call = args.steps_per_call
     batch = common.random_images(args.batch_size)
     t = common.time_train_step(f'exp{exp}', config, batch, num_outputs=10, steps=args.steps,
                                repeats=args.repeats)
@@ -63,11 +68,19 @@ def main() -> None:
         row['MFU'] = f'{100 * tflops * 1e12 / peaks[0 if args.dtype == "bfloat16" else 1]:.1f}%'
     row['peak_mem'] = (f'{t.peak_memory_bytes / 2**20:.0f} MiB' if t.peak_memory_bytes
                        else 'n/a')
+    if args.torch:
+      from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
+      pt_s, pt_params, _ = torch_baseline.vit_step_seconds(
+          config.model.num_layers, config.model.block, config.optimizer, batch=args.batch_size,
+          steps=args.steps, repeats=args.repeats)
+      assert pt_params == t.params, (pt_params, t.params)
+      row['torch ex/s'] = f'{args.batch_size / pt_s:,.0f}'
+      row['speedup'] = f'{pt_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured exp{exp}', file=sys.stderr, flush=True)
   print(f'ViT train step, batch {args.batch_size}, {args.dtype}, on {common.device_line()}')
   common.print_table(rows, ['exp', 'config', 'params', 'examples/s', 's/epoch', 'GFLOP/step',
-                            'TFLOP/s', 'MFU', 'peak_mem', 'compile_s'])
+                            'TFLOP/s', 'MFU', 'peak_mem', 'compile_s', 'torch ex/s', 'speedup'])
 
 
 if __name__ == '__main__':

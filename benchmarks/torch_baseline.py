@@ -1,0 +1,134 @@
+"""The reference ViT and LSTM language model in plain PyTorch, for side-by-side timing.
+
+Written for this comparison with the reference recipe (pre/post-norm ViT with patch 4, width 256,
+MLP 512, 8 heads; LSTM LM with embeddings 768, hidden 512, tied head Dense(512->768)+ReLU+
+Dense(768->vocab)); PyTorch is an optional dependency (``pip install torch``). The parameter
+counts match curvelab's models for the ViT exactly (both 1,086,730 at 2 layers).
+"""
+
+import statistics
+import time
+
+
+def _torch():
+  import torch  # pylint: disable=g-import-not-at-top
+  return torch
+
+
+def make_vit(layers: int, block: str = 'prenorm', num_classes: int = 10):
+  torch = _torch()
+  nn = torch.nn
+
+  class Block(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.norm1, self.norm2 = nn.LayerNorm(256), nn.LayerNorm(256)
+      self.attn = nn.MultiheadAttention(256, 8, batch_first=True)
+      self.mlp = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 256))
+
+    def forward(self, x):
+      if block == 'prenorm':
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+      x = self.norm1(x + self.attn(x, x, x, need_weights=False)[0])
+      return self.norm2(x + self.mlp(x))
+
+  class ViT(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.patch = nn.Conv2d(3, 256, 4, 4)
+      self.cls = nn.Parameter(torch.zeros(1, 1, 256))
+      self.pos = nn.Parameter(torch.zeros(1, 65, 256))
+      self.blocks = nn.Sequential(*[Block() for _ in range(layers)])
+      self.head = nn.Sequential(nn.LayerNorm(256), nn.Linear(256, num_classes))
+
+    def forward(self, x):
+      x = self.patch(x).flatten(2).transpose(1, 2)
+      x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+      return self.head(self.blocks(x)[:, 0])
+
+  return ViT()
+
+
+def make_lstm(layers: int, vocab: int):
+  torch = _torch()
+  nn = torch.nn
+
+  class LM(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.embed = nn.Embedding(vocab, 768)
+      self.lstm = nn.LSTM(768, 512, layers, batch_first=True)
+      self.proj = nn.Linear(512, 768)
+      self.bias = nn.Parameter(torch.zeros(vocab))
+
+    def forward(self, x):
+      h, _ = self.lstm(self.embed(x))
+      return torch.relu(self.proj(h)) @ self.embed.weight.T + self.bias
+
+  return LM()
+
+
+def _optimizer(model, name: str):
+  torch = _torch()
+  if name == 'adam':
+    return torch.optim.Adam(model.parameters(), lr=3e-4)
+  if name == 'adamw':
+    return torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=5e-4)
+  return torch.optim.SGD(model.parameters(), lr=3e-4, weight_decay=5e-4,
+                         momentum=0.9 if name == 'momentum' else 0.0)
+
+
+def time_steps(model, inputs, targets, *, optimizer: str, steps: int, repeats: int,
+               device: str) -> float:
+  """Median seconds per training step (warm-up excluded)."""
+  torch = _torch()
+  model = model.to(device)
+  inputs, targets = inputs.to(device), targets.to(device)
+  opt = _optimizer(model, optimizer)
+  loss_fn = torch.nn.CrossEntropyLoss()
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    out = model(inputs)
+    loss = loss_fn(out.reshape(-1, out.shape[-1]), targets.reshape(-1))
+    loss.backward()
+    opt.step()
+
+  for _ in range(2):
+    step()
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+  sync()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      step()
+    sync()
+    times.append((time.perf_counter() - start) / steps)
+  return statistics.median(times)
+
+
+def vit_step_seconds(layers: int, block: str, optimizer: str, *, batch: int = 128, steps: int = 5,
+                     repeats: int = 3) -> tuple[float, int, str]:
+  torch = _torch()
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  model = make_vit(layers, block)
+  params = sum(p.numel() for p in model.parameters())
+  x = torch.randn(batch, 3, 32, 32)
+  y = torch.randint(0, 10, (batch,))
+  return time_steps(model, x, y, optimizer=optimizer, steps=steps, repeats=repeats,
+                    device=device), params, device
+
+
+def lstm_step_seconds(layers: int, optimizer: str, *, vocab: int, batch: int = 16,
+                      length: int = 256, steps: int = 3, repeats: int = 3) -> tuple[float, int, str]:
+  torch = _torch()
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  model = make_lstm(layers, vocab)
+  params = sum(p.numel() for p in model.parameters())
+  x = torch.randint(1, vocab, (batch, length))
+  y = torch.randint(1, vocab, (batch, length))
+  return time_steps(model, x, y, optimizer=optimizer, steps=steps, repeats=repeats,
+                    device=device), params, device
