@@ -37,6 +37,9 @@ def main() -> None:
   parser.add_argument('--only', default='')
   parser.add_argument('--vocab', type=int, default=33_278)
   parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--steps_per_call', type=int, default=1)
+  parser.add_argument('--torch', action='store_true',
+                      help='Also time the LSTMs in plain PyTorch (benchmarks/torch_baseline.py).')
   args = parser.parse_args()
   only = {x for x in args.only.split(',') if x}
   rows = []
@@ -45,6 +48,7 @@ def main() -> None:
       continue
     config = module.get_config(variant)
     config.compute_dtype = args.dtype
+    config.steps_per_call = args.steps_per_call
     batch = common.random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
                                repeats=args.repeats)
@@ -56,12 +60,19 @@ def main() -> None:
     if t.flops_per_step:
       row['GFLOP/step'] = f'{t.flops_per_step / 1e9:.1f}'
       row['TFLOP/s'] = f'{t.flops_per_step / t.step_s / 1e12:.2f}'
+    if args.torch and module is lstm_lm:
+      from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
+      pt_s, _, _ = torch_baseline.lstm_step_seconds(config.model.num_layers, config.optimizer,
+                                                    vocab=args.vocab, steps=args.steps,
+                                                    repeats=args.repeats)
+      row['torch tok/s'] = f'{tokens / pt_s:,.0f}'
+      row['speedup'] = f'{pt_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured {name}', file=sys.stderr, flush=True)
   print(f'LM train step, batch 16 x 256 tokens, vocab {args.vocab}, {args.dtype}, on '
         f'{common.device_line()}')
   common.print_table(rows, ['run', 'config', 'params', 'tokens/s', 's/epoch', 'GFLOP/step',
-                            'TFLOP/s', 'peak_mem', 'compile_s'])
+                            'TFLOP/s', 'peak_mem', 'compile_s', 'torch tok/s', 'speedup'])
 
 
 if __name__ == '__main__':
