@@ -55,8 +55,12 @@ def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     n = int(config.sanity_examples)
     config.dataset.augment.flip = False
     config.dataset.augment.crop = False
-    if 'dropout' in config.model:
-      config.model.dropout = 0.0
+    for field in ('pad_crop', 'randaugment_ops', 'mixup_alpha', 'cutmix_alpha'):
+      if field in config.dataset.augment:
+        config.dataset.augment[field] = type(config.dataset.augment[field])(0)
+    for field in ('dropout', 'drop_path'):
+      if field in config.model:
+        config.model[field] = 0.0
     config.weight_decay = 0.0
     config.label_smoothing = 0.0
     config.batch_size = min(config.batch_size, n)
@@ -89,6 +93,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   Every check here runs before any data is decoded or any step is compiled, so bad input ends the
   run in seconds with one line.
   """
+  config = prepare_config(config)  # Idempotent: resolved configs pass through unchanged.
   validate.check(config)
   task = tasks.build(config)
   data = input_pipeline.build(config)
@@ -123,8 +128,8 @@ def _check_input_mode(config, data) -> None:
       raise errors.ConfigError(
           f'input_mode=device supports in-memory image datasets; dataset.name='
           f'{config.dataset.name!r} with task {config.task.name!r} allows: host.')
-    extra = [k for k, v in config.dataset.augment.items()
-             if k not in ('flip', 'crop', 'crop_scale', 'crop_ratio') and v]
+    from input_pipeline import augment as augment_lib  # pylint: disable=g-import-not-at-top
+    extra = augment_lib.active_options(config.dataset.augment)
     if extra:
       raise errors.ConfigError(
           f'input_mode=device runs flip and random resized crop on the device; dataset.augment.'
@@ -456,17 +461,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     lock.release()
 
 
-def _check_resume(setup: Setup, workdir: pathlib.Path, example_batch: dict) -> None:
-  saved_path = workdir / runfiles.CONFIG
-  if not saved_path.exists() or not (workdir / 'checkpoints').exists():
+def _check_resume(setup: Setup, workdir: pathlib.Path, checkpointer, example_batch: dict) -> None:
+  """Refuses a workdir whose checkpoint has other parameter shapes, naming the config fields.
+
+  The saved shapes come from the checkpoint's own metadata, so any cause (a model field, another
+  dataset with other classes or image sizes) is caught before anything is restored or set aside.
+  """
+  step = checkpointer.latest_step()
+  if step is None:
     return
-  import json  # pylint: disable=g-import-not-at-top
-  saved = json.loads(saved_path.read_text())
-  fields = workdir_lib.shape_changing_fields(saved, setup.config, param_shapes(setup, example_batch))
-  if fields:
-    raise errors.ResumeError(
-        f'workdir {workdir} holds a run whose config differs in {", ".join(fields)}, which changes '
-        'parameter shapes; use a new --workdir or restore the saved value.')
+  saved = checkpointer.saved_param_shapes(step)
+  current_fn = param_shapes(setup, example_batch)
+  if saved is None or saved == current_fn(setup.config):
+    return
+  fields = []
+  saved_path = workdir / runfiles.CONFIG
+  if saved_path.exists():
+    import json  # pylint: disable=g-import-not-at-top
+    saved_config = json.loads(saved_path.read_text())
+    fields = workdir_lib.shape_changing_fields(saved_config, setup.config, current_fn)
+    if fields in ([], ['model']):  # Not a model field: the data (classes, input shape) changed.
+      flat_saved = workdir_lib.flatten(saved_config)
+      flat_now = workdir_lib.flatten(setup.config.to_dict())
+      fields = [k for k in sorted(flat_now) if k.startswith('dataset.')
+                and flat_saved.get(k) != flat_now[k]] or fields
+  where = ', '.join(fields) if fields else 'the model or data'
+  raise errors.ResumeError(
+      f'workdir {workdir} holds a run whose config differs in {where}, which changes parameter '
+      'shapes; use a new --workdir or restore the saved value.')
 
 
 def _check_vocabulary(setup: Setup, workdir: pathlib.Path) -> None:
@@ -559,8 +581,11 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
   example_eval = next(pipeline.eval_batches(
       splits['val'], global_batch=config.eval_batch_size, preprocess=setup.data.eval_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count()))
-  _check_resume(setup, workdir, example_train)
   _check_vocabulary(setup, workdir)
+  checkpointer = ckpt_lib.Checkpointer(workdir / 'checkpoints', best_metric=setup.best_metric,
+                                       best_mode=setup.best_mode,
+                                       keep_latest=config.checkpoint_keep_latest)
+  _check_resume(setup, workdir, checkpointer, example_train)
 
   initial = init_state(setup, tx, example_train)
   num_params = state_lib.count_params(initial.params)
@@ -570,9 +595,6 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
   log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s.',
            compile_s, f'{num_params:,}', steps_per_epoch, jax.device_count(),
            jax.devices()[0].device_kind)
-  checkpointer = ckpt_lib.Checkpointer(workdir / 'checkpoints', best_metric=setup.best_metric,
-                                       best_mode=setup.best_mode,
-                                       keep_latest=config.checkpoint_keep_latest)
   loop = _restore(checkpointer, initial, empty_train)
   history = [r for r in runfiles.read_history(workdir) if r.get('epoch', 0) <= loop.meta['epoch']]
   runfiles.write_history(workdir, history)

@@ -71,6 +71,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.augment.crop = True  # Random resized crop back to the input size (training only).
   c.dataset.augment.crop_scale = (0.8, 1.0)  # Area fraction range of the crop.
   c.dataset.augment.crop_ratio = (0.9, 1.1)  # Aspect-ratio range of the crop (log-uniform).
+  c.dataset.augment.pad_crop = 0  # Random crop after zero padding of this many pixels per side (0 = off).
+  c.dataset.augment.randaugment_ops = 0  # RandAugment: ops applied to each image (N; 0 = off).
+  c.dataset.augment.randaugment_magnitude = 9.0  # RandAugment strength M in [0, 10].
+  c.dataset.augment.mixup_alpha = 0.0  # Mixup Beta(alpha, alpha) concentration (0 = off).
+  c.dataset.augment.cutmix_alpha = 0.0  # CutMix Beta(alpha, alpha) concentration (0 = off).
+  c.dataset.augment.mix_prob = 1.0  # Probability that a training batch is mixed at all.
+  c.dataset.augment.mix_switch_prob = 0.5  # With mixup and CutMix both on: probability of CutMix.
 
   # ---- optimisation ---------------------------------------------------------------------------
   c.optimizer = 'adam'  # adam | adamw | sgd | momentum (PyTorch semantics, see curvelab/optim.py).

@@ -147,6 +147,18 @@ class Checkpointer:
       multihost_utils.sync_global_devices(f'quarantine_{step}')
     self.manager.reload()
 
+  def saved_param_shapes(self, step: int):
+    """Parameter shapes of a saved step, from Orbax's metadata (no array is read).
+
+    Returns None when the metadata cannot be read (a damaged step, handled at restore).
+    """
+    path = pathlib.Path(self.manager.directory).absolute() / str(step) / 'state'
+    try:
+      tree = ocp.StandardCheckpointer().metadata(path).item_metadata
+      return jax.tree.map(lambda m: tuple(m.shape), dict(tree['params']))
+    except Exception:  # Damaged or foreign metadata: restore_latest_good decides.
+      return None
+
   def delete_after(self, step: int) -> None:
     """Drops checkpoints newer than ``step`` (after a rollback they belong to a dead branch)."""
     for later in [s for s in self.all_steps() if s > step]:

@@ -46,7 +46,9 @@ def make_train_step(*, model, task, tx: optax.GradientTransformation,
 
   ``metrics`` is the pair ``(task.train_metrics, metrics_lib.Dynamics)`` accumulated over the
   epoch on the device. The loss is the weight-normalised sum over the whole global batch, so the
-  gradient is identical with and without accumulation and on any number of devices.
+  gradient is identical with and without accumulation and on any number of devices. One exception:
+  with BatchNorm, accumulation normalises each micro-batch with its own statistics (as PyTorch
+  does), so the update then differs from one big batch's.
   """
 
   def loss_fn(params, model_state, batch, rng):

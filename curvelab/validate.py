@@ -14,7 +14,8 @@ def _positive(config, field: str, kind=(int,)) -> None:
   value = config
   for part in field.split('.'):
     value = value[part]
-  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+  # `not value > 0` also refuses NaN, which compares false with everything.
+  if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
     noun = 'integer' if kind == (int,) else 'number'
     raise errors.ConfigError(f'{field} must be a positive {noun}, got {value!r}.')
 
@@ -52,7 +53,7 @@ def check(config) -> None:
       raise errors.ConfigError(f'{field} must be >= 0, got {config[field]!r}.')
   for field in ('eval_every_epochs', 'checkpoint_every_epochs', 'checkpoint_keep_latest'):
     _positive(config, field)
-  _choice(config.metric_writer, 'metric_writer', ('clu', 'events'))
-  _choice(config.nan_policy, 'nan_policy', NAN_POLICIES)
-  if not 0.0 < config.nan_lr_factor < 1.0:
+  _choice(config.get('metric_writer', 'clu'), 'metric_writer', ('clu', 'events'))
+  _choice(config.get('nan_policy', 'stop'), 'nan_policy', NAN_POLICIES)
+  if not 0.0 < config.get('nan_lr_factor', 0.5) < 1.0:
     raise errors.ConfigError(f'nan_lr_factor must be in (0, 1), got {config.nan_lr_factor}.')

@@ -21,6 +21,7 @@ class EventsWriter:
   def __init__(self, logdir: str, *, enabled: bool):
     self._writer = None
     if enabled:
+      _tensorboard_without_tensorflow()
       from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
       from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
       from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
@@ -45,6 +46,18 @@ class EventsWriter:
   def close(self) -> None:
     if self._writer is not None:
       self._writer.close()
+
+
+def _tensorboard_without_tensorflow() -> None:
+  """Points TensorBoard's file layer at its bundled stub unless TensorFlow is already loaded.
+
+  TensorBoard imports TensorFlow whenever it is installed, only to write files, which its stub does
+  as well; ``tensorboard.compat.notf`` is TensorBoard's own switch for that.
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  if 'tensorflow' not in sys.modules and 'tensorboard.compat.notf' not in sys.modules:
+    sys.modules['tensorboard.compat.notf'] = types.ModuleType('tensorboard.compat.notf')
 
 
 def create(kind: str, workdir: str, *, is_writer: bool):

@@ -65,10 +65,14 @@ def _resize_box(image, box, out_h: int, out_w: int):
   """Bilinear resize of one box of one image [H, W, C] (half-pixel centres, edge clamping)."""
   h_in, w_in = image.shape[0], image.shape[1]
   top, left, bh, bw = box[0], box[1], box[2], box[3]
-  ys = jnp.clip(top + (jnp.arange(out_h) + 0.5) * bh / out_h - 0.5, 0, h_in - 1)
-  xs = jnp.clip(left + (jnp.arange(out_w) + 0.5) * bw / out_w - 0.5, 0, w_in - 1)
+  # Clamped to the box (crop, then resize), exactly as the host path.
+  y_hi = jnp.minimum(top + bh - 1, h_in - 1)
+  x_hi = jnp.minimum(left + bw - 1, w_in - 1)
+  ys = jnp.clip(top + (jnp.arange(out_h) + 0.5) * bh / out_h - 0.5, top, y_hi)
+  xs = jnp.clip(left + (jnp.arange(out_w) + 0.5) * bw / out_w - 0.5, left, x_hi)
   y0, x0 = jnp.floor(ys).astype(jnp.int32), jnp.floor(xs).astype(jnp.int32)
-  y1, x1 = jnp.minimum(y0 + 1, h_in - 1), jnp.minimum(x0 + 1, w_in - 1)
+  y1 = jnp.minimum(y0 + 1, y_hi.astype(jnp.int32))
+  x1 = jnp.minimum(x0 + 1, x_hi.astype(jnp.int32))
   wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
   g = lambda yi, xi: image[yi[:, None], xi[None, :]]
   top_row = g(y0, x0) * (1 - wx) + g(y0, x1) * wx

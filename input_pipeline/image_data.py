@@ -29,5 +29,6 @@ def build(config) -> Data:
 
   return Data(num_outputs=info.num_classes, example_shape=info.image_shape, split_specs=specs,
               split_sizes=sizes, loader=loader, device_loader=device_loader,
-              train_preprocess=pipeline.ImagePreprocess(ds, train=True),
+              train_preprocess=pipeline.ImagePreprocess(ds, train=True,
+                                                        num_classes=info.num_classes),
               eval_preprocess=pipeline.ImagePreprocess(ds, train=False))

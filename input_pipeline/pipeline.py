@@ -96,10 +96,14 @@ class ImagePreprocess:
   """uint8 images -> float32 normalised, with the configured train-time augmentation.
 
   Attributes mirror ``config.dataset``: ``mean``/``std`` per channel in [0, 1] units,
-  ``augment.flip``, ``augment.crop`` (random resized crop) with ``crop_scale``/``crop_ratio``.
+  ``augment.flip``, ``augment.crop`` (random resized crop) with ``crop_scale``/``crop_ratio``,
+  and the optional fields of :data:`input_pipeline.augment.OPTION_DEFAULTS` (off when absent).
+  Training batches go through: resized crop, padded crop, flip, RandAugment (all on [0, 255]
+  pixels), normalisation, then mixup/CutMix. Mixing adds ``label_probs`` [B, classes] (the soft
+  targets; rows sum to one) and keeps ``label``, the original image's class, for accuracy.
   """
 
-  def __init__(self, dataset_config, *, train: bool):
+  def __init__(self, dataset_config, *, train: bool, num_classes: int | None = None):
     self.mean = np.asarray(dataset_config.mean, np.float32) * 255.0
     self.std = np.asarray(dataset_config.std, np.float32) * 255.0
     aug = dataset_config.augment
@@ -107,6 +111,25 @@ class ImagePreprocess:
     self.crop = train and bool(aug.crop)
     self.crop_scale = tuple(aug.crop_scale)
     self.crop_ratio = tuple(aug.crop_ratio)
+    from input_pipeline import augment  # pylint: disable=g-import-not-at-top
+    opts = augment.options(aug)
+    self.pad_crop = opts['pad_crop'] if train else 0
+    self.randaugment_ops = opts['randaugment_ops'] if train else 0
+    self.randaugment_magnitude = float(opts['randaugment_magnitude'])
+    self.mixup_alpha = float(opts['mixup_alpha']) if train else 0.0
+    self.cutmix_alpha = float(opts['cutmix_alpha']) if train else 0.0
+    self.mix_prob = float(opts['mix_prob'])
+    self.mix_switch_prob = float(opts['mix_switch_prob'])
+    self.num_classes = num_classes
+    if self.mixes and num_classes is None:
+      # Soft targets need the class count; the dataset's metadata has it (no data is decoded).
+      from input_pipeline import sources  # pylint: disable=g-import-not-at-top
+      self.num_classes = sources.info(dataset_config).num_classes
+
+  @property
+  def mixes(self) -> bool:
+    """Whether training batches get mixup/CutMix soft targets (``label_probs``)."""
+    return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
   def __call__(self, batch: dict, rng: np.random.Generator | None = None) -> dict:
     from input_pipeline import augment  # pylint: disable=g-import-not-at-top
@@ -114,10 +137,21 @@ class ImagePreprocess:
     if self.crop:
       images = augment.random_resized_crop(images, rng, scale=self.crop_scale,
                                            ratio=self.crop_ratio)
+    if self.pad_crop:
+      images = augment.pad_crop(images, rng, padding=self.pad_crop)
     if self.flip:
       images = augment.random_flip(images, rng)
+    if self.randaugment_ops:
+      images = augment.rand_augment(images, rng, num_ops=self.randaugment_ops,
+                                    magnitude=self.randaugment_magnitude)
     images = (images.astype(np.float32) - self.mean) / self.std
     out = dict(batch)
+    if self.mixes:
+      # After normalisation: mixing is linear, so this equals mixing raw pixels.
+      images, out['label_probs'] = augment.mix_batch(
+          images, batch['label'], rng, num_classes=self.num_classes,
+          mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha, prob=self.mix_prob,
+          switch_prob=self.mix_switch_prob)
     out['inputs'] = images
     out.setdefault('weight', np.ones(len(images), np.float32))
     return out

@@ -11,17 +11,17 @@ from curvelab import errors
 _SPLIT_RE = re.compile(r'^\s*(?P<name>[A-Za-z0-9_]+)\s*(\[(?P<start>[^:\]]*):(?P<stop>[^\]]*)\])?\s*$')
 
 
-def base_name(spec: str) -> str:
+def base_name(spec: str, *, field: str = 'split') -> str:
   """The split name without its slice, e.g. ``train`` for ``train[:45000]``."""
   match = _SPLIT_RE.match(spec)
   if not match:
     raise errors.ConfigError(
-        f'split {spec!r} is not a valid split string; use NAME or NAME[START:STOP] '
+        f'{field}={spec!r} is not a valid split string; use NAME or NAME[START:STOP] '
         '(e.g. train[:45000] or train[90%:]).')
   return match.group('name')
 
 
-def _bound(text: str, size: int, default: int, spec: str) -> int:
+def _bound(text: str, size: int, default: int, spec: str, field: str) -> int:
   text = text.strip()
   if not text:
     return default
@@ -31,7 +31,8 @@ def _bound(text: str, size: int, default: int, spec: str) -> int:
     else:
       value = int(text)
   except ValueError as e:
-    raise errors.ConfigError(f'split {spec!r} has a bad bound {text!r}.') from e
+    raise errors.ConfigError(f'{field}={spec!r} has a bad bound {text!r}; use integers or '
+                             'percentages (e.g. train[:45000], train[90%:]).') from e
   if value < 0:
     value += size
   return max(0, min(size, value))
@@ -48,14 +49,14 @@ def resolve(spec: str, sizes: dict[str, int], *, field: str = 'split') -> tuple[
   Returns:
     ``(name, start, stop)``.
   """
-  name = base_name(spec)
+  name = base_name(spec, field=field)
   if name not in sizes:
     raise errors.DataError(
         f'{field}={spec!r}: split {name!r} does not exist; available: {", ".join(sorted(sizes))}.')
   match = _SPLIT_RE.match(spec)
   size = sizes[name]
-  start = _bound(match.group('start') or '', size, 0, spec)
-  stop = _bound(match.group('stop') or '', size, size, spec)
+  start = _bound(match.group('start') or '', size, 0, spec, field)
+  stop = _bound(match.group('stop') or '', size, size, spec, field)
   if stop <= start:
     raise errors.DataError(f'{field}={spec!r} selects no examples (split {name!r} has {size}).')
   return name, start, stop

@@ -37,7 +37,12 @@ def validate(model_config, *, example_shape: tuple) -> None:
     raise errors.ConfigError(
         f'model.name={model_config.name!r} is unknown; allowed: {", ".join(names())}.')
   if model_config.name in _VALIDATORS:
-    _VALIDATORS[model_config.name](model_config, example_shape=example_shape)
+    try:
+      _VALIDATORS[model_config.name](model_config, example_shape=example_shape)
+    except (KeyError, AttributeError) as e:
+      raise errors.ConfigError(
+          f'model.name={model_config.name!r} needs the field model.{_missing_field(e)}, which the '
+          f'config does not have: start from a config written for {model_config.name!r}.') from e
 
 
 def names() -> tuple[str, ...]:
@@ -48,8 +53,14 @@ def names() -> tuple[str, ...]:
 def _load_all() -> None:
   # Importing the modules runs their @register decorators.
   # pylint: disable=g-import-not-at-top,unused-import
+  from models import cnn
+  from models import cnn_densenet
+  from models import cnn_googlenet
+  from models import captioner
+  from models import ctc
   from models import lstm_lm
   from models import transformer_lm
+  from models import seq2seq
   from models import vit
 
 
@@ -68,4 +79,15 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> nn.Modul
   name = model_config.name
   if name not in _REGISTRY:
     raise errors.ConfigError(f'model.name={name!r} is unknown; allowed: {", ".join(names())}.')
-  return _REGISTRY[name](model_config, num_outputs=num_outputs, dtype=dtype)
+  try:
+    return _REGISTRY[name](model_config, num_outputs=num_outputs, dtype=dtype)
+  except (KeyError, AttributeError) as e:
+    # A model section written for another model (e.g. model.name=resnet with ViT fields).
+    raise errors.ConfigError(
+        f'model.name={name!r} needs the field model.{_missing_field(e)}, which the config does not '
+        f'have: start from a config written for {name!r}.') from e
+
+
+def _missing_field(e: Exception) -> str:
+  text = str(e).strip('"\'')
+  return text.split("'")[1] if "'" in text else text

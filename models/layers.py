@@ -46,8 +46,26 @@ class MlpBlock(nn.Module):
     return nn.Dropout(self.dropout)(x, deterministic=not train)
 
 
+class DropPath(nn.Module):
+  """Stochastic depth: drops a residual branch for whole examples (scaled by 1/(1-rate)).
+
+  A dropout whose mask is shared by every position and channel of an example, so each example
+  either keeps or skips the branch. It draws from the ``dropout`` rng and has no parameters.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, *, deterministic: bool):
+    keep_all_but_batch = tuple(range(1, x.ndim))
+    return nn.Dropout(self.rate, broadcast_dims=keep_all_but_batch)(x, deterministic=deterministic)
+
+
 class EncoderBlock(nn.Module):
-  """One Transformer encoder block, pre- or post-norm."""
+  """One Transformer encoder block, pre- or post-norm.
+
+  ``drop_path`` is the stochastic-depth rate of each residual branch (0 = off: the block is the
+  plain reference block, same parameters and outputs).
+  """
   num_heads: int
   mlp_dim: int
   block: str = 'prenorm'
@@ -55,6 +73,7 @@ class EncoderBlock(nn.Module):
   layer_norm_eps: float = 1e-5
   dtype: jnp.dtype = jnp.float32
   causal: bool = False
+  drop_path: float = 0.0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -63,8 +82,14 @@ class EncoderBlock(nn.Module):
     attn = MultiHeadAttention(self.num_heads, dtype=self.dtype, dropout=self.dropout,
                               causal=self.causal, name='attn')
     mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, dropout=self.dropout, name='mlp')
+
+    def skip(y, name):
+      if not self.drop_path:  # Off: no module at all, so the reference block is unchanged.
+        return y
+      return DropPath(self.drop_path, name=name)(y, deterministic=not train)
+
     if self.block == 'prenorm':
-      x = x + attn(norm1(x), train=train)
-      return x + mlp(norm2(x), train=train)
-    x = norm1(x + attn(x, train=train))
-    return norm2(x + mlp(x, train=train))
+      x = x + skip(attn(norm1(x), train=train), 'drop_path_attn')
+      return x + skip(mlp(norm2(x), train=train), 'drop_path_mlp')
+    x = norm1(x + skip(attn(x, train=train), 'drop_path_attn'))
+    return norm2(x + skip(mlp(x, train=train), 'drop_path_mlp'))

@@ -29,6 +29,8 @@ class ViT(nn.Module):
     mlp_dim: hidden width of the MLP.
     block: ``prenorm`` or ``postnorm``.
     dropout: dropout rate after embeddings, attention and MLP layers.
+    drop_path: stochastic-depth rate of the last block; block ``i`` of ``L`` uses
+      ``drop_path * i / (L - 1)`` (the first block is never dropped), as in DeiT. 0 = off.
     layer_norm_eps: LayerNorm epsilon (PyTorch's default 1e-5).
     dtype: compute dtype; parameters stay float32.
   """
@@ -40,8 +42,13 @@ class ViT(nn.Module):
   mlp_dim: int = 512
   block: str = 'prenorm'
   dropout: float = 0.0
+  drop_path: float = 0.0
   layer_norm_eps: float = 1e-5
   dtype: jnp.dtype = jnp.float32
+
+  def _drop_path_rate(self, index: int) -> float:
+    # Deeper blocks are dropped more often: early features feed everything after them.
+    return self.drop_path * index / max(self.num_layers - 1, 1)
 
   @nn.compact
   def __call__(self, inputs, *, train: bool):
@@ -58,7 +65,7 @@ class ViT(nn.Module):
     for i in range(self.num_layers):
       x = EncoderBlock(self.num_heads, self.mlp_dim, block=self.block, dropout=self.dropout,
                        layer_norm_eps=self.layer_norm_eps, dtype=self.dtype,
-                       name=f'block_{i}')(x, train=train)
+                       drop_path=self._drop_path_rate(i), name=f'block_{i}')(x, train=train)
     x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name='head_norm')(x[:, 0])
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
     # Losses and metrics are computed in float32 whatever the compute dtype.
@@ -81,6 +88,9 @@ def validate(model_config, *, example_shape: tuple | None = None) -> None:
         f'model.num_heads={model_config.num_heads}.')
   if not 0.0 <= model_config.dropout < 1.0:
     raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')
+  drop_path = model_config.get('drop_path', 0.0)  # Optional: configs without it keep 0.
+  if not 0.0 <= drop_path < 1.0:
+    raise errors.ConfigError(f'model.drop_path must be in [0, 1), got {drop_path}.')
   if image_size is not None:
     for side in image_size:
       if side % model_config.patch_size:
@@ -96,4 +106,5 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> ViT:
              embed_dim=model_config.embed_dim, num_layers=model_config.num_layers,
              num_heads=model_config.num_heads, mlp_dim=model_config.mlp_dim,
              block=model_config.block, dropout=model_config.dropout,
+             drop_path=float(model_config.get('drop_path', 0.0)),
              layer_norm_eps=model_config.layer_norm_eps, dtype=jnp.dtype(dtype))

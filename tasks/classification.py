@@ -27,7 +27,9 @@ class EvalMetrics(clu_metrics.Collection):
 class ClassificationTask(base.Task):
   """Softmax classification with optional label smoothing.
 
-  Batches hold ``inputs`` (e.g. images), ``label`` (int32) and ``weight``.
+  Batches hold ``inputs`` (e.g. images), ``label`` (int32) and ``weight``, and optionally
+  ``label_probs`` [B, classes]: soft targets (mixup/CutMix) that replace the one-hot of ``label``
+  in the loss. Accuracy always compares the prediction with ``label``.
   """
   metric_names = ('accuracy',)
   best_metric = 'val_accuracy'
@@ -43,13 +45,19 @@ class ClassificationTask(base.Task):
 
   def loss_terms(self, outputs, batch):
     logits = outputs
-    num_classes = logits.shape[-1]
-    targets = jax.nn.one_hot(batch['label'], num_classes)
+    targets = self.targets(batch, num_classes=logits.shape[-1])
     if self.label_smoothing:
       targets = optax.smooth_labels(targets, self.label_smoothing)
     losses = optax.softmax_cross_entropy(logits, targets)
     weight = batch['weight']
     return (losses * weight).sum(), weight.sum(), {'loss': losses}
+
+  @staticmethod
+  def targets(batch, *, num_classes: int):
+    """Target distributions [B, classes]: ``label_probs`` when the batch has them, else one-hot."""
+    if 'label_probs' in batch:
+      return batch['label_probs'].astype(jnp.float32)
+    return jax.nn.one_hot(batch['label'], num_classes)
 
   def metric_inputs(self, outputs, batch, per_example):
     logits = outputs

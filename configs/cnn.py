@@ -1,0 +1,151 @@
+r"""CIFAR-10 CNN baselines with BatchNorm, and their recipes (docs/recipes.md).
+
+Run:
+  python train.py --config=configs/cnn.py:arch=resnet --workdir=runs/cnn/resnet
+
+Variant arguments (after the colon): ``arch`` (googlenet | resnet | preact_resnet | densenet |
+resnet18), ``tiny`` (a seconds-long CPU run on scikit-learn digits, for tests).
+
+The recipe, the same for all five: SGD with momentum 0.9, peak learning rate 0.1 after a one-epoch
+warmup, cosine decay to 0, L2 weight decay 5e-4, batch 128, random crop with 4 pixels of zero
+padding + horizontal flip. 180 epochs for the four small networks (~0.26 M parameters), 200 for
+ResNet-18 (11.2 M). Targets on the CIFAR-10 test split: >= 90 % (small) and >= 94 % (ResNet-18);
+see docs/recipes.md for what has and has not been measured.
+"""
+
+import ml_collections
+
+from configs import common
+from curvelab import errors
+
+ARCHS = ('googlenet', 'resnet', 'preact_resnet', 'densenet', 'resnet18')
+ARGS = {'arch': 'resnet', 'tiny': False}
+
+
+# --------------------------------------------------------------------------------- models
+
+def resnet_model(*, preact: bool = False) -> ml_collections.ConfigDict:
+  """ResNet-20 (He et al. 2016, CIFAR): 269,722 parameters; pre-activation: also 269,722."""
+  m = ml_collections.ConfigDict()
+  m.name = 'preact_resnet' if preact else 'resnet'  # Registered model name.
+  m.stage_widths = (16, 32, 64)  # Channels of each stage (the stem has the first).
+  m.blocks_per_stage = (3, 3, 3)  # Basic blocks per stage; stages after the first halve the image.
+  m.shortcut = 'pad'  # pad: parameter-free (subsample + zero channels) | projection: 1x1 conv.
+  return m
+
+
+def resnet18_model() -> ml_collections.ConfigDict:
+  """ResNet-18 for CIFAR (3x3 stem, no max-pool): 11,173,962 parameters."""
+  m = resnet_model()
+  m.stage_widths = (64, 128, 256, 512)
+  m.blocks_per_stage = (2, 2, 2, 2)
+  m.shortcut = 'projection'  # 1x1 conv + BatchNorm where the shape changes, as in the paper.
+  return m
+
+
+def googlenet_model() -> ml_collections.ConfigDict:
+  """A small GoogLeNet (Inception blocks, BatchNorm): 257,530 parameters."""
+  m = ml_collections.ConfigDict()
+  m.name = 'googlenet'  # Registered model name.
+  m.stem_width = 64  # Channels of the 3x3 stem.
+  m.stage_widths = (80, 128, 160)  # Output width of every Inception block (multiples of 16).
+  m.blocks_per_stage = (2, 4, 2)  # Inception blocks per stage; 3x3/2 max-pool between stages.
+  return m
+
+
+def densenet_model() -> ml_collections.ConfigDict:
+  """A DenseNet-BC of depth 52 (growth 12): 264,586 parameters."""
+  m = ml_collections.ConfigDict()
+  m.name = 'densenet'  # Registered model name.
+  m.growth_rate = 12  # Channels each dense layer adds (the stem has twice as many).
+  m.layers_per_block = (8, 8, 8)  # Dense layers per block; a transition halves the image between.
+  m.bottleneck = 4  # Width of each layer's 1x1 bottleneck, in multiples of growth_rate.
+  m.compression = 0.5  # Fraction of channels a transition keeps.
+  return m
+
+
+def model_for(arch: str) -> ml_collections.ConfigDict:
+  """The model section of ``arch``; ConfigError naming the allowed values otherwise."""
+  builders = {'googlenet': googlenet_model, 'resnet': resnet_model,
+              'preact_resnet': lambda: resnet_model(preact=True), 'densenet': densenet_model,
+              'resnet18': resnet18_model}
+  if arch not in builders:
+    raise errors.ConfigError(f'config argument arch={arch!r} is unknown; allowed: '
+                             f'{", ".join(ARCHS)}.')
+  return builders[arch]()
+
+
+# --------------------------------------------------------------------------------- augmentation
+
+def add_augment_options(augment: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds the optional augmentation fields (input_pipeline/augment.py), all off.
+
+  Configs that set none of these behave exactly as before; listing them makes them overridable
+  on the command line (``--config.dataset.augment.mixup_alpha=0.8``).
+  """
+  augment.pad_crop = 0  # Random crop after zero padding of this many pixels per side (0 = off).
+  augment.randaugment_ops = 0  # RandAugment: ops applied to each image (N; 0 = off).
+  augment.randaugment_magnitude = 9.0  # RandAugment strength M in [0, 10].
+  augment.mixup_alpha = 0.0  # Mixup Beta(alpha, alpha) concentration (0 = off).
+  augment.cutmix_alpha = 0.0  # CutMix Beta(alpha, alpha) concentration (0 = off).
+  augment.mix_prob = 1.0  # Probability that a training batch is mixed at all.
+  augment.mix_switch_prob = 0.5  # With mixup and CutMix both on: probability of CutMix.
+  return augment
+
+
+# --------------------------------------------------------------------------------- recipes
+
+def cnn_recipe(c: ml_collections.ConfigDict, *, arch: str) -> ml_collections.ConfigDict:
+  """SGD + momentum, warmup + cosine, weight decay, padded crop + flip (see module docstring)."""
+  add_augment_options(c.dataset.augment)
+  c.dataset.augment.crop = False  # The resized crop of the ViT recipe is replaced by ...
+  c.dataset.augment.pad_crop = 4  # ... the CIFAR standard: shifts of up to 4 pixels.
+  c.dataset.augment.flip = True
+  c.optimizer = 'momentum'  # SGD with heavy-ball momentum (PyTorch semantics).
+  c.momentum = 0.9
+  c.learning_rate = 0.1  # Peak, reached after the warmup.
+  c.warmup_epochs = 1.0  # A short ramp keeps the first steps of a fresh BatchNorm net stable.
+  c.lr_schedule = 'cosine'
+  c.final_lr_ratio = 0.0
+  c.weight_decay = 5e-4  # L2 added to the gradient, on every parameter (as in the usual recipe).
+  c.weight_decay_on = 'all'
+  c.label_smoothing = 0.0
+  c.batch_size = 128
+  c.num_epochs = 200 if arch == 'resnet18' else 180
+  c.log_every_steps = 100
+  return c
+
+
+def make_tiny(c: ml_collections.ConfigDict, *, arch: str) -> ml_collections.ConfigDict:
+  """Shrinks a CNN config to a seconds-long CPU run on scikit-learn digits (8x8x1)."""
+  c.dataset.name = 'digits'
+  c.dataset.train_split = 'train[:1200]'
+  c.dataset.val_split = 'train[1200:]'
+  c.dataset.test_split = 'test'
+  c.dataset.mean = (0.3,)
+  c.dataset.std = (0.4,)
+  c.dataset.augment.flip = False  # Digits are not mirror-symmetric.
+  c.dataset.augment.pad_crop = 0  # A shift is an eighth of an 8x8 digit.
+  # Few distinct kernel shapes: on CPU, compiling the random initialiser costs seconds per shape.
+  if arch == 'googlenet':
+    c.model.stem_width, c.model.stage_widths, c.model.blocks_per_stage = 16, (16, 32), (1, 1)
+  elif arch == 'densenet':
+    c.model.growth_rate, c.model.layers_per_block, c.model.bottleneck = 8, (2, 2), 2
+  else:
+    c.model.stage_widths, c.model.blocks_per_stage = (16, 16), (1, 1)
+  c.learning_rate = 0.05
+  c.warmup_epochs = 0.0
+  c.batch_size = 64
+  c.num_epochs = 8
+  c.log_every_steps = 0
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = common.parse_args(arg, ARGS)
+  c = common.base_config()
+  c.model = model_for(args['arch'])
+  cnn_recipe(c, arch=args['arch'])
+  if args['tiny']:
+    make_tiny(c, arch=args['arch'])
+  return c

@@ -1,0 +1,223 @@
+"""Bad input ends a run with a CurvelabError naming the field (and one ``error:`` line on the CLI).
+
+Config errors are checked through ``train.train_and_evaluate`` (they fail before any data is
+decoded or step compiled, so each takes well under a second); a few through ``python train.py``.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+
+import jax
+import numpy as np
+import pytest
+
+import eval as eval_lib
+import helpers
+from curvelab import errors
+from curvelab import validate
+from curvelab import workdir as workdir_lib
+import train
+
+ConfigError, DataError = errors.ConfigError, errors.DataError
+
+# (config fields, error type, texts the message must contain)
+CASES = {
+    'unknown_optimizer': ({'optimizer': 'rmsprop'}, ConfigError, ['optimizer', "'rmsprop'"]),
+    'unknown_schedule': ({'lr_schedule': 'step'}, ConfigError, ['lr_schedule', "'step'"]),
+    'unknown_model': ({'model.name': 'not_a_model'}, ConfigError,
+                      ['model.name', "'not_a_model'", 'vit']),
+    'unknown_dataset': ({'dataset.name': 'imagenet'}, ConfigError, ['dataset.name', 'digits']),
+    'unknown_dtype': ({'compute_dtype': 'float16'}, ConfigError, ['compute_dtype']),
+    'zero_learning_rate': ({'learning_rate': 0.0}, ConfigError, ['learning_rate']),
+    'negative_learning_rate': ({'learning_rate': -1e-3}, ConfigError, ['learning_rate']),
+    'zero_batch_size': ({'batch_size': 0}, ConfigError, ['batch_size']),
+    'negative_batch_size': ({'batch_size': -32}, ConfigError, ['batch_size']),
+    'zero_epochs': ({'num_epochs': 0}, ConfigError, ['num_epochs']),
+    'zero_layers': ({'model.num_layers': 0}, ConfigError, ['model.num_layers']),
+    'negative_weight_decay': ({'weight_decay': -0.1}, ConfigError, ['weight_decay']),
+    'batch_not_divisible_by_accumulation': (
+        {'batch_size': 30, 'grad_accum_steps': 4}, ConfigError, ['batch_size=30',
+                                                                 'grad_accum_steps']),
+    'embed_dim_not_divisible_by_heads': (
+        {'model.num_heads': 5}, ConfigError, ['model.embed_dim=32', 'model.num_heads=5']),
+    'image_not_divisible_by_patch': (
+        {'model.patch_size': 3}, ConfigError, ['model.patch_size=3', '8x8']),
+    'missing_split': (
+        {'dataset.val_split': 'validation'}, DataError, ['dataset.val_split', "'validation'",
+                                                         'test, train']),
+    'batch_larger_than_split': ({'batch_size': 512}, ConfigError, ['batch_size=512', '256']),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_bad_config_raises_curvelab_error_naming_the_field(name, tmp_path):
+  """Each bad value raises its CurvelabError subclass, names the field; nothing is trained."""
+  fields, error, texts = CASES[name]
+  config = helpers.set_fields(helpers.tiny_config(), fields)
+  workdir = tmp_path / 'run'
+  with pytest.raises(error) as info:
+    train.train_and_evaluate(config, str(workdir))
+  assert isinstance(info.value, errors.CurvelabError)
+  for text in texts:
+    assert text in str(info.value), (text, str(info.value))
+  assert not (workdir / 'history.jsonl').exists() and not helpers.checkpoint_steps(workdir)
+  assert not (workdir / '.lock').exists()
+
+
+def test_nan_learning_rate_is_config_error():
+  with pytest.raises(ConfigError, match='learning_rate'):
+    validate.check(helpers.tiny_config(learning_rate=float('nan')))
+
+
+def test_dataset_not_available_offline_says_how_to_prepare_it(tmp_path):
+  """cifar10 with an empty data_dir: DataError naming the folder and the tfds build command."""
+  empty = tmp_path / 'tfds'
+  empty.mkdir()
+  config = helpers.tiny_config(dataset__name='cifar10', dataset__data_dir=str(empty))
+  with pytest.raises(DataError) as info:
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  message = str(info.value)
+  assert 'cifar10' in message and str(empty) in message
+  assert 'dataset.data_dir' in message and 'tfds build cifar10' in message
+
+
+# ----------------------------------------------------------------------------------- NaN loss
+
+def test_nan_loss_in_first_epoch_is_training_error(tmp_path):
+  """learning_rate=1e9: TrainingError naming epoch 1 and the step; no checkpoint exists."""
+  workdir = tmp_path / 'run'
+  with pytest.raises(errors.TrainingError) as info:
+    train.train_and_evaluate(helpers.tiny_config(learning_rate=1e9), str(workdir))
+  match = re.search(r'epoch 1, step (\d+)', str(info.value))
+  assert match and 1 <= int(match.group(1)) <= 8, str(info.value)
+  assert 'no checkpoint was saved' in str(info.value)
+  assert helpers.checkpoint_steps(workdir) == []
+  [row] = helpers.read_history(workdir)
+  assert row['nonfinite'] is True and row['train_loss'] is None  # NaN is written as null.
+  assert not (workdir / '.lock').exists()
+
+
+def test_nan_loss_after_good_epochs_keeps_checkpoints_intact(half_run, tmp_path):
+  """2 good epochs, then learning_rate=1e9 in epoch 3: TrainingError naming epoch 3 and its step.
+
+  The earlier checkpoints are untouched, restorable, hold finite parameters, and evaluate to the
+  validation loss recorded for their epoch.
+  """
+  workdir = tmp_path / 'run'
+  shutil.copytree(half_run[0], workdir)
+  steps_before = helpers.checkpoint_steps(workdir)
+  with pytest.raises(errors.TrainingError) as info:
+    train.train_and_evaluate(helpers.tiny_config(num_epochs=3, learning_rate=1e9), str(workdir))
+  match = re.search(r'epoch 3, step (\d+)', str(info.value))
+  assert match and 17 <= int(match.group(1)) <= 24, str(info.value)
+  assert f'step {max(steps_before)}' in str(info.value)  # The last good checkpoint is named.
+
+  assert helpers.checkpoint_steps(workdir) == steps_before
+  for step in steps_before:
+    params = helpers.checkpoint_params(workdir, step)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+  history = helpers.read_history(workdir)
+  assert history[:2] == half_run[2] and history[2]['nonfinite'] is True
+  restored = eval_lib.evaluate_checkpoint(str(workdir), split='val', checkpoint='latest')
+  assert restored['step'] == max(steps_before)
+  assert restored['val_loss'] == pytest.approx(half_run[2][-1]['val_loss'], rel=1e-6)
+  assert not (workdir / '.lock').exists()
+
+
+# ----------------------------------------------------------------------------------- workdir lock
+
+def _write_lock(workdir: pathlib.Path, pid, host=None):
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / '.lock').write_text(
+      '{"pid": %d, "host": "%s"}' % (pid, host or socket.gethostname()))
+
+
+def _dead_pid() -> int:
+  proc = subprocess.Popen(['true'])
+  proc.wait()
+  return proc.pid
+
+
+def test_locked_workdir_is_refused(tmp_path):
+  """A lock held by a live process: WorkdirLockedError naming it; the lock is left alone."""
+  workdir = tmp_path / 'run'
+  _write_lock(workdir, os.getpid())
+  before = (workdir / '.lock').read_text()
+  with pytest.raises(errors.WorkdirLockedError, match=f'process {os.getpid()}'):
+    train.train_and_evaluate(helpers.tiny_config(), str(workdir))
+  assert (workdir / '.lock').read_text() == before
+  assert not (workdir / 'history.jsonl').exists()
+
+
+def test_lock_of_a_dead_process_is_taken_over(tmp_path):
+  _write_lock(tmp_path, _dead_pid())
+  lock = workdir_lib.WorkdirLock(tmp_path)
+  lock.acquire()
+  assert helpers.read_json(tmp_path / '.lock')['pid'] == os.getpid()
+  lock.release()
+  assert not (tmp_path / '.lock').exists()
+
+
+def test_torn_lock_file_is_taken_over(tmp_path):
+  """An empty lock (a process killed while writing it) does not block the workdir forever."""
+  (tmp_path / '.lock').write_text('')
+  lock = workdir_lib.WorkdirLock(tmp_path)
+  lock.acquire()
+  assert helpers.read_json(tmp_path / '.lock')['pid'] == os.getpid()
+  lock.release()
+
+
+def test_lock_from_another_host_is_refused(tmp_path):
+  """Liveness cannot be checked across hosts, so such a lock is respected."""
+  _write_lock(tmp_path, _dead_pid(), host='some-other-host')
+  with pytest.raises(errors.WorkdirLockedError, match='some-other-host'):
+    workdir_lib.WorkdirLock(tmp_path).acquire()
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+CLI_CASES = {
+    'unknown_field': (['--config.not_a_field=1'], {}, ['not_a_field']),
+    'unknown_optimizer': (['--config.optimizer=rmsprop'], {}, ['optimizer', 'rmsprop']),
+    'embed_dim_not_divisible_by_heads': (['--config.model.num_heads=5'], {},
+                                         ['model.embed_dim', 'model.num_heads']),
+    'batch_not_divisible_by_4_devices': (
+        ['--config.batch_size=30'], {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'},
+        ['batch_size=30', 'device count (4)']),
+}
+
+
+@pytest.fixture(scope='module')
+def cli_results(tmp_path_factory):
+  """Runs the CLI cases concurrently (each exits during set-up); returns the finished processes."""
+  root = tmp_path_factory.mktemp('cli')
+  procs = {}
+  for name, (args, env, _) in CLI_CASES.items():
+    command = helpers.cli_command('train.py', *helpers.TINY_CLI, *args, f'--workdir={root / name}')
+    procs[name] = subprocess.Popen(command, cwd=helpers.REPO, env=helpers.child_env(**env),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  results = {}
+  for name, proc in procs.items():
+    try:
+      stdout, stderr = proc.communicate(timeout=240)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+    results[name] = (proc.returncode, stdout, stderr)
+  return results
+
+
+@pytest.mark.parametrize('name', sorted(CLI_CASES))
+def test_cli_bad_input_is_one_error_line(cli_results, name):
+  """Exit status != 0; stderr ends with one ``error:`` line naming the field; no traceback."""
+  returncode, _, stderr = cli_results[name]
+  assert returncode != 0
+  last = helpers.last_line(stderr)
+  assert last.startswith('error:'), stderr[-2000:]
+  assert 'Traceback' not in stderr
+  for text in CLI_CASES[name][2]:
+    assert text in last, (text, last)

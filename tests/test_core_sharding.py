@@ -1,0 +1,172 @@
+"""Data parallelism and gradient accumulation give the update of one big batch on one device.
+
+The multi-device checks run in a child python with 4 virtual CPU devices
+(``XLA_FLAGS=--xla_force_host_platform_device_count=4`` must be set before jax is imported).
+The step-equivalence checks use helpers.small_step_setup (a small classifier on real digits
+batches); the full run in the child uses the tiny ViT config.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import helpers
+from curvelab import metrics as metrics_lib
+from curvelab import steps as steps_lib
+
+CHILD = textwrap.dedent('''
+    import os
+    os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
+    import json, tempfile, traceback
+    import jax, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import helpers, train
+    from curvelab import errors, metrics as metrics_lib, steps as steps_lib
+
+    out = {'device_count': jax.device_count()}
+
+    def attempt(name, fn):
+      try:
+        out[name] = fn()
+      except Exception as e:
+        out[name] = {'exception': type(e).__name__, 'message': str(e),
+                     'traceback': traceback.format_exc()[-3000:]}
+
+    def sharded_vs_single():
+      model, task, tx, batches, state0 = helpers.small_step_setup()
+      step = steps_lib.make_train_step(model=model, task=task, tx=tx)
+
+      def run(devices):
+        mesh = Mesh(np.asarray(devices), ('data',))
+        repl, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+        state = jax.device_put(state0, repl)
+        metrics = jax.device_put(metrics_lib.zeros_like(
+            jax.eval_shape(step.single, state, batches[0])[1]), repl)
+        fn = jax.jit(step, out_shardings=(repl, repl))
+        shards = []
+        for b in batches:
+          b = jax.device_put(b, shard)
+          shards.append(sorted({s.data.shape[0] for s in b['inputs'].addressable_shards}))
+          state, metrics = fn(state, b, metrics)
+        leaf = jax.tree.leaves(state.params)[0]
+        return (jax.device_get(state.params), float(metrics[0].loss.compute()), shards,
+                len(leaf.sharding.device_set))
+
+      p1, loss1, shards1, _ = run(jax.devices()[:1])
+      p4, loss4, shards4, ndev = run(jax.devices())
+      mismatch = []
+      for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(p1), jax.tree.leaves(p4)):
+        try:
+          np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+        except AssertionError as e:
+          mismatch.append(jax.tree_util.keystr(path) + ' '.join(str(e).splitlines()[3:7]))
+      moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(
+          jax.tree.leaves(p1), jax.tree.leaves(jax.device_get(state0.params))))
+      return {'mismatch': mismatch, 'loss1': loss1, 'loss4': loss4, 'shards1': shards1,
+              'shards4': shards4, 'param_devices': ndev, 'moved': moved}
+
+    def full_run():
+      workdir = tempfile.mkdtemp()
+      config = helpers.set_fields(helpers.tiny_config(), helpers.fast_writer_fields())
+      summary = train.train_and_evaluate(config, workdir)
+      return {'summary': {k: v for k, v in summary.items() if k != 'config'},
+              'history': helpers.read_history(workdir)}
+
+    def bad_batch():
+      try:
+        train.train_and_evaluate(helpers.tiny_config(batch_size=30), tempfile.mkdtemp())
+      except errors.CurvelabError as e:
+        return {'type': type(e).__name__, 'message': str(e)}
+      return {'type': None}
+
+    attempt('bad_batch', bad_batch)
+    attempt('sharded_vs_single', sharded_vs_single)
+    attempt('full_run', full_run)
+    print(json.dumps(out))
+''')
+
+
+@pytest.fixture(scope='module')
+def child(tmp_path_factory):
+  """Runs the 4-device child once; returns its JSON results."""
+  script = tmp_path_factory.mktemp('child') / 'four_devices.py'
+  script.write_text(CHILD)
+  env = helpers.child_env()
+  env['PYTHONPATH'] = f'{helpers.REPO}:{helpers.REPO / "tests"}'
+  proc = subprocess.run([sys.executable, str(script)], cwd=helpers.REPO, env=env,
+                        capture_output=True, text=True, timeout=400)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(helpers.last_line(proc.stdout))
+
+
+def _ok(result):
+  assert 'exception' not in result, result.get('traceback')
+  return result
+
+
+def test_sharded_step_equals_single_device_step(child):
+  """2 train steps with the batch split over 4 devices == the same steps on 1 device.
+
+  Parameters agree to rtol 1e-5 (atol 1e-7 for entries near 0).
+  """
+  assert child['device_count'] == 4
+  r = _ok(child['sharded_vs_single'])
+  assert r['shards1'] == [[32], [32]]  # 1 device holds the whole batch ...
+  assert r['shards4'] == [[8], [8]]    # ... 4 devices hold 8 examples each.
+  assert r['param_devices'] == 4       # Parameters are replicated on all 4.
+  assert r['moved'] > 1e-3             # The steps did move the parameters.
+  assert r['mismatch'] == []
+  assert r['loss4'] == pytest.approx(r['loss1'], rel=1e-5)
+
+
+def test_train_and_evaluate_on_four_devices(child):
+  """A full tiny ViT run works with data parallelism over 4 devices."""
+  r = _ok(child['full_run'])
+  assert r['summary']['device_count'] == 4
+  assert r['summary']['status'] == 'finished'
+  assert [row['epoch'] for row in r['history']] == [1, 2]
+  assert np.isfinite(r['summary']['test_loss'])
+
+
+def test_batch_not_divisible_by_device_count_is_config_error(child):
+  """batch_size=30 on 4 devices: ConfigError naming batch_size and the device count."""
+  r = _ok(child['bad_batch'])
+  assert r['type'] == 'ConfigError'
+  assert 'batch_size=30' in r['message'] and 'device count (4)' in r['message']
+
+
+# ----------------------------------------------------------------------------------- accumulation
+
+def _two_steps(model, task, tx, batches, state, accum):
+  step = steps_lib.make_train_step(model=model, task=task, tx=tx, grad_accum_steps=accum)
+  metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batches[0])[1])
+  fn = jax.jit(step)
+  for b in batches:
+    state, metrics = fn(state, b, metrics)
+  return state, metrics
+
+
+def test_grad_accumulation_equals_one_big_batch():
+  """grad_accum_steps=2 (two micro-batches of 16) gives the update of one batch of 32."""
+  model, task, tx, batches, state = helpers.small_step_setup()
+  big, big_m = _two_steps(model, task, tx, batches, state, accum=1)
+  acc, acc_m = _two_steps(model, task, tx, batches, state, accum=2)
+  moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+              for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(state.params)))
+  assert moved > 1e-3
+  for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(acc.params)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+  assert float(acc_m[0].loss.compute()) == pytest.approx(float(big_m[0].loss.compute()), rel=1e-5)
+  assert float(acc_m[0].accuracy.compute()) == float(big_m[0].accuracy.compute())
+  assert float(acc_m[0].loss.count) == float(big_m[0].loss.count) == 64.0
+
+
+def test_microbatches_are_strided():
+  """[B, ...] -> [k, B/k, ...] with micro-batch j holding examples j, j+k, j+2k, ..."""
+  micro = steps_lib._microbatches({'x': np.arange(8)}, 2)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(micro['x'], [[0, 2, 4, 6], [1, 3, 5, 7]])
