@@ -106,7 +106,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     sharding.check_batch_size(config.batch_size, field='sanity_examples (batch)')
   best_metric = config.best_metric or task.best_metric
   best_mode = task.best_mode if best_metric == task.best_metric else (
-      'max' if best_metric.endswith(('accuracy', 'bleu')) else 'min')
+      'max' if best_metric.endswith(HIGHER_IS_BETTER) else 'min')
   if not best_metric.startswith('val_'):
     raise errors.ConfigError(f'best_metric={best_metric!r} must be a validation key (val_...).')
   return Setup(config=config, task=task, data=data, model=model, mesh=sharding.make_mesh(),
@@ -114,6 +114,8 @@ def build(config: ml_collections.ConfigDict) -> Setup:
 
 
 INPUT_MODES = ('host', 'device')
+# Validation metrics where higher is better (the rest, losses, perplexity, WER, CER, are minimised).
+HIGHER_IS_BETTER = ('accuracy', 'bleu', 'exact_match')
 
 
 def _check_input_mode(config, data) -> None:
@@ -720,7 +722,9 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
 
       loop.metrics = jax.tree.map(jnp.copy, empty_train)
       is_best = loop.meta['best_step'] == step
-      if cadence.should_checkpoint(step) or stop_reason is not None or is_best:
+      # Sanity runs never restore a best checkpoint: saving each improvement would only cost time.
+      save_best = is_best and not config.sanity_examples
+      if cadence.should_checkpoint(step) or stop_reason is not None or save_best:
         _save(checkpointer, loop, feeder, step=step, is_best=is_best, value=value)
       if stop_reason is not None:
         break

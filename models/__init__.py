@@ -56,8 +56,11 @@ def _load_all() -> None:
   from models import cnn
   from models import cnn_densenet
   from models import cnn_googlenet
+  from models import captioner
+  from models import ctc
   from models import lstm_lm
   from models import transformer_lm
+  from models import seq2seq
   from models import vit
 
 

@@ -8,7 +8,7 @@ from curvelab import errors
 
 
 def names() -> tuple[str, ...]:
-  return ('classification', 'language_modeling')
+  return ('classification', 'language_modeling', 'ctc', 'seq2seq')
 
 
 def build(config):
@@ -21,4 +21,11 @@ def build(config):
     from tasks import language_modeling  # pylint: disable=g-import-not-at-top
     return language_modeling.LanguageModelingTask(
         label_smoothing=float(config.get('label_smoothing', 0.0)))
+  if name in ('ctc', 'seq2seq'):
+    # pylint: disable=g-import-not-at-top
+    from input_pipeline import sequence_data
+    from tasks import ctc
+    from tasks import seq2seq
+    module = ctc if name == 'ctc' else seq2seq
+    return module.from_config(config, lambda: sequence_data.vocabulary(config))
   raise errors.ConfigError(f'task.name={name!r} is unknown; allowed: {", ".join(names())}.')
