@@ -15,49 +15,74 @@ from curvelab import errors
 KINDS = ('clu', 'events')
 
 
+def _crc32c_table() -> list[int]:
+  table = []
+  for i in range(256):
+    crc = i
+    for _ in range(8):
+      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    table.append(crc)
+  return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+  """TFRecord's masked CRC-32C (Castagnoli) of ``data``."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 class EventsWriter:
-  """TensorBoard scalar events without TensorFlow (CLU's MetricWriter methods)."""
+  """TensorBoard scalar events without TensorFlow (CLU's MetricWriter methods).
+
+  Events are the ``tensorboard`` package's protobufs written as TFRecords by hand (length, masked
+  CRC-32C, payload, masked CRC-32C): TensorBoard's own file writer would import TensorFlow, and
+  switching it to its TF-free stub is process-wide, which would break CLU writers used later in the
+  same process.
+  """
 
   def __init__(self, logdir: str, *, enabled: bool):
-    self._writer = None
+    self._file = None
     if enabled:
-      _tensorboard_without_tensorflow()
       from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
       from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
-      from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+      import socket  # pylint: disable=g-import-not-at-top
       self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
-      pathlib.Path(logdir).mkdir(parents=True, exist_ok=True)
-      self._writer = event_file_writer.EventFileWriter(logdir)
+      folder = pathlib.Path(logdir)
+      folder.mkdir(parents=True, exist_ok=True)
+      name = f'events.out.tfevents.{int(time.time())}.{socket.gethostname()}.curvelab'
+      self._file = open(folder / name, 'ab')
+      self._write(event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2'))
+
+  def _write(self, event) -> None:
+    import struct  # pylint: disable=g-import-not-at-top
+    data = event.SerializeToString()
+    header = struct.pack('<Q', len(data))
+    self._file.write(header + struct.pack('<I', _masked_crc32c(header)) + data
+                     + struct.pack('<I', _masked_crc32c(data)))
 
   def write_scalars(self, step: int, scalars: dict) -> None:
-    if self._writer is None:
+    if self._file is None:
       return
     values = [self._summary_pb2.Summary.Value(tag=k, simple_value=float(v))
               for k, v in scalars.items()]
-    event = self._event_pb2.Event(wall_time=time.time(), step=int(step),
-                                  summary=self._summary_pb2.Summary(value=values))
-    self._writer.add_event(event)
+    self._write(self._event_pb2.Event(wall_time=time.time(), step=int(step),
+                                      summary=self._summary_pb2.Summary(value=values)))
     logging.info('[%d] %s', step, ', '.join(f'{k}={v:.6g}' for k, v in scalars.items()))
 
   def flush(self) -> None:
-    if self._writer is not None:
-      self._writer.flush()
+    if self._file is not None:
+      self._file.flush()
 
   def close(self) -> None:
-    if self._writer is not None:
-      self._writer.close()
-
-
-def _tensorboard_without_tensorflow() -> None:
-  """Points TensorBoard's file layer at its bundled stub unless TensorFlow is already loaded.
-
-  TensorBoard imports TensorFlow whenever it is installed, only to write files, which its stub does
-  as well; ``tensorboard.compat.notf`` is TensorBoard's own switch for that.
-  """
-  import sys  # pylint: disable=g-import-not-at-top
-  import types  # pylint: disable=g-import-not-at-top
-  if 'tensorflow' not in sys.modules and 'tensorboard.compat.notf' not in sys.modules:
-    sys.modules['tensorboard.compat.notf'] = types.ModuleType('tensorboard.compat.notf')
+    if self._file is not None:
+      self._file.close()
+      self._file = None
 
 
 def create(kind: str, workdir: str, *, is_writer: bool):
