@@ -177,3 +177,48 @@ def small_step_setup(*, optimizer: str = 'momentum', learning_rate: float = 0.05
   inputs = {'inputs': batches[0]['inputs'][:1]}
   state = jax.jit(lambda k: state_lib.create(model, tx, inputs, k))(jax.random.key(0))
   return model, task, tx, batches, state
+
+
+class BackgroundProcess:
+  """A child process started now and collected later, so that it overlaps the tests in between.
+
+  Most of a child's time (imports, tracing, XLA compilation) is single-threaded, as is the pytest
+  process's own: on a 2-core machine the two run side by side at little cost to either. Output
+  goes to files rather than pipes, so a chatty child never blocks on a full pipe.
+  """
+
+  def __init__(self, command: list[str], *, folder, env=None, cwd=REPO):
+    self.folder = pathlib.Path(folder)
+    self.folder.mkdir(parents=True, exist_ok=True)
+    self._out = open(self.folder / 'stdout.txt', 'w+')  # pylint: disable=consider-using-with
+    self._err = open(self.folder / 'stderr.txt', 'w+')  # pylint: disable=consider-using-with
+    self.process = subprocess.Popen(command, cwd=cwd, env=env or child_env(),  # pylint: disable=consider-using-with
+                                    stdout=self._out, stderr=self._err, text=True)
+
+  def wait(self, timeout: float) -> subprocess.CompletedProcess:
+    """Waits for the child (killing it after ``timeout`` s) and returns its result."""
+    try:
+      self.process.wait(timeout=timeout)
+    finally:
+      self.kill()
+    outputs = []
+    for f in (self._out, self._err):
+      f.seek(0)
+      outputs.append(f.read())
+      f.close()
+    return subprocess.CompletedProcess(self.process.args, self.process.returncode, *outputs)
+
+  def kill(self) -> None:
+    if self.process.poll() is None:
+      self.process.kill()
+      self.process.wait()
+
+
+def module_uses(request, fixture_name: str) -> bool:
+  """Whether a test of ``request``'s module selected in this session uses ``fixture_name``.
+
+  Module fixtures that start a background child check this first, so that running a subset of
+  the module (``-k``) does not start children nobody waits for.
+  """
+  return any(item.module is request.module and fixture_name in item.fixturenames
+             for item in request.session.items)

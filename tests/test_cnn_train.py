@@ -7,7 +7,6 @@ tests; the 4-device check runs in a child python with virtual CPU devices
 
 import json
 import pathlib
-import subprocess
 import sys
 import textwrap
 
@@ -27,9 +26,15 @@ import train
 
 
 def _tiny_cnn(**fields):
-  """configs/cnn.py:arch=resnet,tiny=True: a 9,690-parameter ResNet on digits, doctor off."""
+  """configs/cnn.py:arch=resnet,tiny=True: a 9,690-parameter ResNet on digits, doctor off.
+
+  These runs are in-process, so they keep the default (clu) writer, as helpers.fast_writer_fields
+  says: the ``events`` writer sets TensorBoard's process-wide ``tensorboard.compat.notf`` switch
+  when TensorFlow is not loaded yet, after which every later clu-writer run in this pytest process
+  (conftest.straight_run, ...) fails in ``tf.summary.scalar`` ("cannot import tensorflow 2.0 API").
+  """
   config = cnn_configs.get_config('arch=resnet,tiny=True')
-  fields = {'doctor.enabled': False, **helpers.fast_writer_fields(), **fields}
+  fields = {'doctor.enabled': False, **fields}
   return helpers.set_fields(config, fields)
 
 
@@ -179,13 +184,25 @@ CHILD = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope='module')
-def four_devices(tmp_path_factory):
-  script = tmp_path_factory.mktemp('cnn_child') / 'four_devices.py'
+@pytest.fixture(scope='module', autouse=True)
+def _four_devices_process(request, tmp_path_factory):
+  """Starts the 4-device child when this module starts: it runs alongside the in-process
+  digits run instead of after it."""
+  if not helpers.module_uses(request, 'four_devices'):
+    yield None
+    return
+  folder = tmp_path_factory.mktemp('cnn_child')
+  script = folder / 'four_devices.py'
   script.write_text(CHILD)
   env = helpers.child_env(PYTHONPATH=f'{helpers.REPO}:{helpers.REPO / "tests"}')
-  proc = subprocess.run([sys.executable, str(script)], cwd=helpers.REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  background = helpers.BackgroundProcess([sys.executable, str(script)], folder=folder, env=env)
+  yield background
+  background.kill()
+
+
+@pytest.fixture(scope='module')
+def four_devices(_four_devices_process):
+  proc = _four_devices_process.wait(timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(helpers.last_line(proc.stdout))
   assert 'exception' not in result, result.get('traceback')

@@ -191,23 +191,34 @@ CLI_CASES = {
 }
 
 
-@pytest.fixture(scope='module')
-def cli_results(tmp_path_factory):
-  """Runs the CLI cases concurrently (each exits during set-up); returns the finished processes."""
+@pytest.fixture(scope='module', autouse=True)
+def _cli_processes(request, tmp_path_factory):
+  """Starts the CLI cases concurrently when this module starts (each exits during set-up); they
+  run alongside the in-process tests before them."""
+  if not helpers.module_uses(request, 'cli_results'):
+    yield None
+    return
   root = tmp_path_factory.mktemp('cli')
   procs = {}
-  for name, (args, env, _) in CLI_CASES.items():
-    command = helpers.cli_command('train.py', *helpers.TINY_CLI, *args, f'--workdir={root / name}')
-    procs[name] = subprocess.Popen(command, cwd=helpers.REPO, env=helpers.child_env(**env),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    for name, (args, env, _) in CLI_CASES.items():
+      command = helpers.cli_command('train.py', *helpers.TINY_CLI, *args,
+                                    f'--workdir={root / name}')
+      procs[name] = helpers.BackgroundProcess(command, folder=root / f'{name}.out',
+                                              env=helpers.child_env(**env))
+    yield procs
+  finally:
+    for proc in procs.values():
+      proc.kill()
+
+
+@pytest.fixture(scope='module')
+def cli_results(_cli_processes):
+  """The finished CLI processes: ``{name: (returncode, stdout, stderr)}``."""
   results = {}
-  for name, proc in procs.items():
-    try:
-      stdout, stderr = proc.communicate(timeout=240)
-    finally:
-      if proc.poll() is None:
-        proc.kill()
-    results[name] = (proc.returncode, stdout, stderr)
+  for name, proc in _cli_processes.items():
+    done = proc.wait(timeout=240)
+    results[name] = (done.returncode, done.stdout, done.stderr)
   return results
 
 

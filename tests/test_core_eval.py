@@ -57,10 +57,29 @@ def test_not_a_run_workdir(tmp_path):
     eval_lib.evaluate_checkpoint(str(tmp_path))
 
 
-def test_eval_cli_prints_one_json_line(straight_run):
+@pytest.fixture(scope='module', autouse=True)
+def _eval_cli_process(request, tmp_path_factory):
+  """Starts ``python eval.py`` on straight_run when this module starts; it runs alongside the
+  in-process tests before test_eval_cli_prints_one_json_line, which waits for it."""
+  if not helpers.module_uses(request, 'eval_cli'):
+    yield None
+    return
+  workdir, _, _ = request.getfixturevalue('straight_run')
+  proc = helpers.BackgroundProcess(helpers.cli_command('eval.py', f'--workdir={workdir}'),
+                                   folder=tmp_path_factory.mktemp('eval_cli'))
+  yield proc
+  proc.kill()
+
+
+@pytest.fixture
+def eval_cli(_eval_cli_process):
+  return _eval_cli_process.wait(timeout=240)
+
+
+def test_eval_cli_prints_one_json_line(straight_run, eval_cli):
   """``python eval.py --workdir=...`` prints exactly one JSON object on one line."""
   workdir, summary, _ = straight_run
-  proc = helpers.run_cli('eval.py', f'--workdir={workdir}')
+  proc = eval_cli
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [line for line in proc.stdout.splitlines() if line.strip()]
   assert len(lines) == 1, proc.stdout

@@ -7,7 +7,6 @@ batches); the full run in the child uses the tiny ViT config.
 """
 
 import json
-import subprocess
 import sys
 import textwrap
 
@@ -91,18 +90,64 @@ CHILD = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope='module')
-def child(tmp_path_factory):
-  """Runs the 4-device child once; returns its JSON results."""
-  script = tmp_path_factory.mktemp('child') / 'four_devices.py'
+@pytest.fixture(scope='module', autouse=True)
+def _child_process(request, tmp_path_factory):
+  """Starts the 4-device child when this module starts: it runs while the in-process
+  accumulation tests (first in this file) do."""
+  if not helpers.module_uses(request, 'child'):
+    yield None
+    return
+  folder = tmp_path_factory.mktemp('child')
+  script = folder / 'four_devices.py'
   script.write_text(CHILD)
   env = helpers.child_env()
   env['PYTHONPATH'] = f'{helpers.REPO}:{helpers.REPO / "tests"}'
-  proc = subprocess.run([sys.executable, str(script)], cwd=helpers.REPO, env=env,
-                        capture_output=True, text=True, timeout=400)
+  background = helpers.BackgroundProcess([sys.executable, str(script)], folder=folder, env=env)
+  yield background
+  background.kill()
+
+
+@pytest.fixture(scope='module')
+def child(_child_process):
+  """Waits for the 4-device child (run once); returns its JSON results."""
+  proc = _child_process.wait(timeout=400)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(helpers.last_line(proc.stdout))
 
+
+# ----------------------------------------------------------------------------------- accumulation
+
+def _two_steps(model, task, tx, batches, state, accum):
+  step = steps_lib.make_train_step(model=model, task=task, tx=tx, grad_accum_steps=accum)
+  metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batches[0])[1])
+  fn = jax.jit(step)
+  for b in batches:
+    state, metrics = fn(state, b, metrics)
+  return state, metrics
+
+
+def test_grad_accumulation_equals_one_big_batch():
+  """grad_accum_steps=2 (two micro-batches of 16) gives the update of one batch of 32."""
+  model, task, tx, batches, state = helpers.small_step_setup()
+  big, big_m = _two_steps(model, task, tx, batches, state, accum=1)
+  acc, acc_m = _two_steps(model, task, tx, batches, state, accum=2)
+  moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+              for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(state.params)))
+  assert moved > 1e-3
+  for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(acc.params)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+  assert float(acc_m[0].loss.compute()) == pytest.approx(float(big_m[0].loss.compute()), rel=1e-5)
+  assert float(acc_m[0].accuracy.compute()) == float(big_m[0].accuracy.compute())
+  assert float(acc_m[0].loss.count) == float(big_m[0].loss.count) == 64.0
+
+
+def test_microbatches_are_strided():
+  """[B, ...] -> [k, B/k, ...] with micro-batch j holding examples j, j+k, j+2k, ..."""
+  micro = steps_lib._microbatches({'x': np.arange(8)}, 2)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(micro['x'], [[0, 2, 4, 6], [1, 3, 5, 7]])
+
+
+# ----------------------------------------------------------------------------------- 4 devices
 
 def _ok(result):
   assert 'exception' not in result, result.get('traceback')
@@ -138,35 +183,3 @@ def test_batch_not_divisible_by_device_count_is_config_error(child):
   r = _ok(child['bad_batch'])
   assert r['type'] == 'ConfigError'
   assert 'batch_size=30' in r['message'] and 'device count (4)' in r['message']
-
-
-# ----------------------------------------------------------------------------------- accumulation
-
-def _two_steps(model, task, tx, batches, state, accum):
-  step = steps_lib.make_train_step(model=model, task=task, tx=tx, grad_accum_steps=accum)
-  metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batches[0])[1])
-  fn = jax.jit(step)
-  for b in batches:
-    state, metrics = fn(state, b, metrics)
-  return state, metrics
-
-
-def test_grad_accumulation_equals_one_big_batch():
-  """grad_accum_steps=2 (two micro-batches of 16) gives the update of one batch of 32."""
-  model, task, tx, batches, state = helpers.small_step_setup()
-  big, big_m = _two_steps(model, task, tx, batches, state, accum=1)
-  acc, acc_m = _two_steps(model, task, tx, batches, state, accum=2)
-  moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
-              for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(state.params)))
-  assert moved > 1e-3
-  for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(acc.params)):
-    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
-  assert float(acc_m[0].loss.compute()) == pytest.approx(float(big_m[0].loss.compute()), rel=1e-5)
-  assert float(acc_m[0].accuracy.compute()) == float(big_m[0].accuracy.compute())
-  assert float(acc_m[0].loss.count) == float(big_m[0].loss.count) == 64.0
-
-
-def test_microbatches_are_strided():
-  """[B, ...] -> [k, B/k, ...] with micro-batch j holding examples j, j+k, j+2k, ..."""
-  micro = steps_lib._microbatches({'x': np.arange(8)}, 2)  # pylint: disable=protected-access
-  np.testing.assert_array_equal(micro['x'], [[0, 2, 4, 6], [1, 3, 5, 7]])

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def _wait_for(predicate, timeout=120.0):
   return False
 
 
-def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, reference):
+def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, tmp_path_factory, request):
   proc = _start(tmp_path, EPOCHS, '--config.log_every_steps=1')
   # Wait until training runs (a progress line inside epoch 2), then ask it to stop.
   lines = []
@@ -75,19 +76,41 @@ def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, reference):
   steps = helpers.checkpoint_steps(tmp_path)
   assert steps and max(steps) % 8 != 0  # A mid-epoch checkpoint.
   assert not (tmp_path / 'summary.json').exists()
-  done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
-                         f'--workdir={tmp_path}')
+  # The resuming process runs while this process makes the reference run (the module fixture,
+  # requested here rather than as an argument so that the two overlap).
+  done = helpers.BackgroundProcess(_command(tmp_path),
+                                   folder=tmp_path_factory.mktemp('sigterm_rerun'))
+  try:
+    reference = request.getfixturevalue('reference')
+  finally:
+    done = done.wait(timeout=240)
   assert done.returncode == 0, done.stderr[-2000:]
   assert helpers.without_timing(helpers.read_history(tmp_path)) == reference
 
 
 def test_twenty_kill_nines_then_resume_equals_uninterrupted(tmp_path, reference):
+  """20 SIGKILLs, each at a random moment once the child is training (after a random number of
+  its progress lines, 0-2 s later), so kills land mid-step, mid-save and mid-evaluation; then the
+  same command to completion must reproduce the uninterrupted history."""
   rng = random.Random(0)
+  reached_training = 0
   for _ in range(20):
-    proc = _start(tmp_path)
-    time.sleep(rng.uniform(0.5, 4.0))
+    proc = _start(tmp_path, EPOCHS, '--config.log_every_steps=1')
+    wanted = rng.randint(1, 6)
+    seen = 0
+    for line in proc.stdout:
+      if ' step ' in line and 'loss' in line:
+        seen += 1
+        if seen >= wanted:
+          break
+    reached_training += seen > 0
+    time.sleep(rng.uniform(0.0, 2.0))
     proc.kill()
     proc.communicate()
+    if helpers.checkpoint_steps(tmp_path) and max(helpers.checkpoint_steps(tmp_path)) >= (
+        EPOCHS * 8):
+      break  # Finished between kills: nothing left to interrupt.
+  assert reached_training >= 3  # The kills really hit training, not just start-up.
   done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
                          f'--workdir={tmp_path}')
   assert done.returncode == 0, done.stderr[-2000:]
@@ -104,23 +127,31 @@ def _damage_newest(workdir) -> int:
   return newest
 
 
-def test_truncated_newest_checkpoint_is_set_aside_and_previous_restored(tmp_path, reference):
-  train.train_and_evaluate(_config(num_epochs=3), str(tmp_path))
-  assert len(helpers.checkpoint_steps(tmp_path)) >= 2
-  damaged = _damage_newest(tmp_path)
-  train.train_and_evaluate(_config(num_epochs=EPOCHS), str(tmp_path))
-  assert helpers.without_timing(helpers.read_history(tmp_path)) == reference
-  aside = list((tmp_path / 'checkpoints_damaged').iterdir())
+@pytest.fixture(scope='module')
+def three_epochs(tmp_path_factory):
+  """The reference config stopped after 3 epochs (tests damage a copy of it, then resume)."""
+  workdir = tmp_path_factory.mktemp('three_epochs')
+  train.train_and_evaluate(_config(num_epochs=3), str(workdir))
+  return workdir
+
+
+def test_truncated_newest_checkpoint_is_set_aside_and_previous_restored(tmp_path, reference,
+                                                                        three_epochs):
+  workdir = pathlib.Path(shutil.copytree(three_epochs, tmp_path / 'run'))
+  assert len(helpers.checkpoint_steps(workdir)) >= 2
+  damaged = _damage_newest(workdir)
+  train.train_and_evaluate(_config(num_epochs=EPOCHS), str(workdir))
+  assert helpers.without_timing(helpers.read_history(workdir)) == reference
+  aside = list((workdir / 'checkpoints_damaged').iterdir())
   assert [p.name.split('-')[0] for p in aside] == [str(damaged)]
 
 
-def test_missing_directory_entries_are_detected(tmp_path, reference):
-  train.train_and_evaluate(_config(num_epochs=3), str(tmp_path))
-  newest = max(helpers.checkpoint_steps(tmp_path))
-  import shutil  # pylint: disable=g-import-not-at-top
-  shutil.rmtree(tmp_path / 'checkpoints' / str(newest) / 'state')
-  train.train_and_evaluate(_config(num_epochs=EPOCHS), str(tmp_path))
-  assert helpers.without_timing(helpers.read_history(tmp_path)) == reference
+def test_missing_directory_entries_are_detected(tmp_path, reference, three_epochs):
+  workdir = pathlib.Path(shutil.copytree(three_epochs, tmp_path / 'run'))
+  newest = max(helpers.checkpoint_steps(workdir))
+  shutil.rmtree(workdir / 'checkpoints' / str(newest) / 'state')
+  train.train_and_evaluate(_config(num_epochs=EPOCHS), str(workdir))
+  assert helpers.without_timing(helpers.read_history(workdir)) == reference
 
 
 def _fail_saves_from(monkeypatch, step_limit: int, exc: OSError):

@@ -302,13 +302,22 @@ def test_parallel_runs_overlap_and_only_filters(tmp_path, fake_trainer):
 @pytest.mark.skipif(not ((REPO / "configs/quickstart.py").exists()
                          and (REPO / "train.py").exists()),
                     reason="train.py and configs/quickstart.py land later")
-def test_real_two_run_sweep_end_to_end(tmp_path):
+def test_real_two_run_sweep_end_to_end(tmp_path, monkeypatch):
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  # The train.py processes inherit this environment: the suite's shared compilation cache
+  # (the two runs share their initialisation and evaluation programs) and quiet TensorFlow logs.
+  for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL"):
+    monkeypatch.setenv(key, helpers.child_env()[key])
   set_path = write_set(tmp_path, '''
       from sweeps import Run
       EXPERIMENTS = [Run("qs_a", "configs/quickstart.py"),
                      Run("qs_b", "configs/quickstart.py", overrides={"learning_rate": 0.003})]''')
   root = tmp_path / "root"
-  argv = [f"--experiments={set_path}", f"--root={root}", "--set", "num_epochs=1"]
+  # Two runs at once (each process is mostly single-threaded start-up and compilation); the
+  # TensorFlow-free metric writer writes the same files without TensorFlow's import.
+  argv = [f"--experiments={set_path}", f"--root={root}", "--parallel=2",
+          "--set", "num_epochs=1", "metric_writer=events"]
   assert sweep.main(argv) == 0
   for name in ("qs_a", "qs_b"):
     summary = json.loads((root / name / "summary.json").read_text())
