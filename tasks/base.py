@@ -55,3 +55,39 @@ class Task(abc.ABC):
   def sanity_passed(self, train_row: dict, *, loss_threshold: float) -> bool:
     """Whether training metrics show the sanity examples were memorised."""
     return train_row['train_loss'] <= loss_threshold
+
+
+DECODERS = ('greedy', 'beam')
+
+
+class DecodingTask(Task):
+  """What the decoding tasks (CTC, seq2seq) share: decoder settings and a lazily read vocabulary.
+
+  The vocabulary is read on first use on the host because tasks are built before the data.
+  """
+  decodes = True
+
+  def __init__(self, *, vocabulary, decoder: str, beam_size: int, num_samples: int):
+    """Args:
+      vocabulary: returns the run's vocabulary (ids -> text) when first needed on the host.
+      decoder: ``greedy`` or ``beam``.
+      beam_size: hypotheses kept by the beam search.
+      num_samples: target/prediction pairs written to each validation row.
+    """
+    from curvelab import errors  # pylint: disable=g-import-not-at-top
+    if decoder not in DECODERS:
+      raise errors.ConfigError(
+          f'task.decoder={decoder!r} is unknown; allowed: {", ".join(DECODERS)}.')
+    if beam_size < 1:
+      raise errors.ConfigError(f'task.beam_size must be >= 1, got {beam_size}.')
+    self._vocabulary_fn = vocabulary
+    self._vocabulary = None
+    self.decoder = decoder
+    self.beam_size = beam_size
+    self.num_samples = num_samples
+
+  @property
+  def vocabulary(self):
+    if self._vocabulary is None:
+      self._vocabulary = self._vocabulary_fn()
+    return self._vocabulary

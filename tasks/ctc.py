@@ -22,13 +22,12 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
-from curvelab import errors
 from curvelab import metrics
 from tasks import base
 from tasks import decoding
 from tasks import seq_metrics
 
-DECODERS = ('greedy', 'beam')
+DECODERS = base.DECODERS
 BLANK_ID = 0
 
 
@@ -50,14 +49,13 @@ def ctc_losses(logits, logit_mask, targets, target_mask) -> jax.Array:
                         targets, 1.0 - target_mask.astype(jnp.float32), blank_id=BLANK_ID)
 
 
-class CTCTask(base.Task):
+class CTCTask(base.DecodingTask):
   """CTC training and decoding (greedy or prefix beam search)."""
   metric_names = ('wer', 'cer')
   best_metric = 'val_wer'
   best_mode = 'min'
   train_metrics = TrainMetrics
   eval_metrics = EvalMetrics
-  decodes = True
 
   def __init__(self, *, vocabulary: Callable[[], object], decoder: str = 'greedy',
                beam_size: int = 8, length_bonus: float = 0.0, num_samples: int = 3):
@@ -68,23 +66,9 @@ class CTCTask(base.Task):
       length_bonus: log-probability bonus per emitted token when ranking prefixes.
       num_samples: target/prediction pairs written to each validation row.
     """
-    if decoder not in DECODERS:
-      raise errors.ConfigError(
-          f'task.decoder={decoder!r} is unknown; allowed: {", ".join(DECODERS)}.')
-    if beam_size < 1:
-      raise errors.ConfigError(f'task.beam_size must be >= 1, got {beam_size}.')
-    self._vocabulary_fn = vocabulary
-    self._vocabulary = None
-    self.decoder = decoder
-    self.beam_size = beam_size
+    super().__init__(vocabulary=vocabulary, decoder=decoder, beam_size=beam_size,
+                     num_samples=num_samples)
     self.length_bonus = length_bonus
-    self.num_samples = num_samples
-
-  @property
-  def vocabulary(self):
-    if self._vocabulary is None:
-      self._vocabulary = self._vocabulary_fn()
-    return self._vocabulary
 
   # ------------------------------------------------------------------ device side
 

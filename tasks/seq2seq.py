@@ -28,7 +28,7 @@ from tasks import base
 from tasks import decoding
 from tasks import seq_metrics
 
-DECODERS = ('greedy', 'beam')
+DECODERS = base.DECODERS
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
 
@@ -52,14 +52,13 @@ def shift_right(targets: jax.Array, *, bos: int = BOS_ID) -> jax.Array:
   return jnp.concatenate([start, targets[:, :-1]], axis=1)
 
 
-class Seq2SeqTask(base.Task):
+class Seq2SeqTask(base.DecodingTask):
   """Teacher-forced training; greedy or length-normalised beam-search decoding."""
   metric_names = ('bleu', 'wer', 'exact_match', 'token_accuracy')
   best_metric = 'val_bleu'
   best_mode = 'max'
   train_metrics = TrainMetrics
   eval_metrics = EvalMetrics
-  decodes = True
 
   def __init__(self, *, vocabulary: Callable[[], object], label_smoothing: float = 0.0,
                decoder: str = 'greedy', beam_size: int = 4, length_penalty: float = 0.6,
@@ -72,26 +71,12 @@ class Seq2SeqTask(base.Task):
       length_penalty: GNMT alpha of the length normalisation (0 = none).
       num_samples: target/prediction pairs written to each validation row.
     """
-    if decoder not in DECODERS:
-      raise errors.ConfigError(
-          f'task.decoder={decoder!r} is unknown; allowed: {", ".join(DECODERS)}.')
-    if beam_size < 1:
-      raise errors.ConfigError(f'task.beam_size must be >= 1, got {beam_size}.')
     if length_penalty < 0:
       raise errors.ConfigError(f'task.length_penalty must be >= 0, got {length_penalty}.')
-    self._vocabulary_fn = vocabulary
-    self._vocabulary = None
+    super().__init__(vocabulary=vocabulary, decoder=decoder, beam_size=beam_size,
+                     num_samples=num_samples)
     self.label_smoothing = label_smoothing
-    self.decoder = decoder
-    self.beam_size = beam_size
     self.length_penalty = length_penalty
-    self.num_samples = num_samples
-
-  @property
-  def vocabulary(self):
-    if self._vocabulary is None:
-      self._vocabulary = self._vocabulary_fn()
-    return self._vocabulary
 
   # ------------------------------------------------------------------ device side
 
