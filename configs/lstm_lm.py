@@ -66,6 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.dropout = 0.0  # Dropout on embeddings and between LSTM layers.
   m.embedding_path = ''  # .npy/.npz [vocab, embed] to initialise the embedding from.
   m.freeze_embeddings = False  # Keep a loaded embedding fixed (no gradient, no weight decay).
+  m.scan_unroll = 1  # Time steps per compiled loop iteration (speed only; same result).
   c.optimizer = args['optimizer']
   c.learning_rate = 1e-3
   c.weight_decay = 5e-4

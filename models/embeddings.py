@@ -8,6 +8,7 @@ the rest of the state.
 import os
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -63,5 +64,45 @@ class Embedding(nn.Module):
   def __call__(self, ids):
     return jnp.take(self.table, ids, axis=0)
 
-  def attend(self, x):
-    return x @ self.table.T.astype(x.dtype)
+  def attend(self, x, bias=None):
+    """Tied output logits ``x @ table.T (+ bias)``, float32, computed in ``x``'s dtype.
+
+    Args:
+      x: [..., features] activations; a bfloat16 ``x`` gives a bfloat16 product, returned as
+        float32 (the logits feed a softmax over the whole vocabulary).
+      bias: optional [vocab] bias, added by ``add_bias``.
+
+    Returns:
+      [..., vocab] float32 logits.
+    """
+    # The product in x's dtype, then float32: XLA:CPU has no bf16 x bf16 -> f32 dot, and GPUs
+    # accumulate a bf16 product in float32 anyway.
+    logits = (x @ self.table.T.astype(x.dtype)).astype(jnp.float32)
+    return logits if bias is None else add_bias(logits, bias)
+
+
+@jax.custom_vjp
+def add_bias(logits, bias):
+  """``logits + bias`` whose bias gradient is a matmul with a ones row, not a column reduction.
+
+  The bias gradient sums the [tokens, vocab] logit gradient over tokens. XLA:CPU runs that
+  reduction over the major axis at ~0.3 GB/s (1.6 s for the reference LSTM's 4,096 x 33,278
+  logits, a sixth of its whole step); ``ones[1, tokens] @ g`` reads the same bytes in 0.03 s, and on
+  a GPU either form is a single memory-bound pass.
+  """
+  return logits + bias
+
+
+def _add_bias_fwd(logits, bias):
+  return logits + bias, None
+
+
+def _add_bias_bwd(_, grad):
+  flat = grad.reshape(-1, grad.shape[-1])
+  ones = jnp.ones((1, flat.shape[0]), flat.dtype)
+  # HIGHEST: a GPU would otherwise round g to TF32 before summing 10^3-10^4 terms.
+  bias_grad = jnp.dot(ones, flat, precision=jax.lax.Precision.HIGHEST)[0]
+  return grad, bias_grad
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)

@@ -1,8 +1,9 @@
 """Stacked LSTM language model with a tied output head, as in the reference study.
 
 embedding (V x E) -> dropout -> L x LSTM(H) (each followed by dropout) -> Dense(H -> E) + ReLU ->
-logits = h @ embedding^T + bias (tied). The recurrence is ``flax.linen.RNN`` over
-``OptimizedLSTMCell``, i.e. one ``lax.scan`` over time, never a Python loop.
+logits = h @ embedding^T + bias (tied). The recurrence is ``models.recurrent.LSTM``: the input
+projection as one matmul over the whole sequence, then one ``lax.scan`` over time for the recurrent
+part, never a Python loop.
 """
 
 import flax.linen as nn
@@ -11,6 +12,7 @@ import numpy as np
 
 from curvelab import errors
 from models import embeddings
+from models import recurrent
 from models import register
 
 
@@ -23,6 +25,7 @@ class LSTMLanguageModel(nn.Module):
   dropout: float = 0.0
   embedding_init: np.ndarray | None = None
   freeze_embeddings: bool = False
+  scan_unroll: int = 1
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -32,17 +35,17 @@ class LSTMLanguageModel(nn.Module):
     drop = nn.Dropout(self.dropout, deterministic=not train)
     x = drop(embed(inputs).astype(self.dtype))
     for i in range(self.num_layers):
-      cell = nn.OptimizedLSTMCell(self.hidden_size, dtype=self.dtype)
-      x = drop(nn.RNN(cell, name=f'lstm_{i}')(x))
+      x = drop(recurrent.LSTM(self.hidden_size, dtype=self.dtype, unroll=self.scan_unroll,
+                              name=f'lstm_{i}')(x))
     h = nn.relu(nn.Dense(self.embed_size, dtype=self.dtype, name='head_proj')(x))
     bias = self.param('head_bias', nn.initializers.zeros, (self.vocab_size,))
-    return embed.attend(h.astype(jnp.float32)) + bias
+    return embed.attend(h, bias)
 
 
 def validate(model_config, *, example_shape=None) -> None:
   del example_shape
-  for field in ('num_layers', 'hidden_size', 'embed_size'):
-    value = model_config[field]
+  for field in ('num_layers', 'hidden_size', 'embed_size', 'scan_unroll'):
+    value = model_config.get(field, 1)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
       raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
   if not 0.0 <= model_config.dropout < 1.0:
@@ -64,4 +67,5 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> LSTMLang
       vocab_size=num_outputs, num_layers=model_config.num_layers,
       hidden_size=model_config.hidden_size, embed_size=model_config.embed_size,
       dropout=model_config.dropout, embedding_init=initial_embedding(model_config, num_outputs),
-      freeze_embeddings=model_config.freeze_embeddings, dtype=jnp.dtype(dtype))
+      freeze_embeddings=model_config.freeze_embeddings,
+      scan_unroll=model_config.get('scan_unroll', 1), dtype=jnp.dtype(dtype))

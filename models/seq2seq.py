@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from curvelab import errors
 from models import ctc as ctc_model
+from models import embeddings
 from models import register
 from models import seq_layers
 
@@ -64,7 +65,7 @@ class Seq2SeqTransformer(nn.Module):
     for layer in self.decoder:
       y = layer(y, memory['memory'], memory['mask'], train=train)
     y = self.decoder_norm(y)
-    return self.embed.attend(y.astype(jnp.float32)) + self.head_bias
+    return embeddings.add_bias(self.embed.attend(y.astype(jnp.float32)), self.head_bias)
 
   def __call__(self, inputs, input_mask, decoder_inputs, *, train: bool):
     return self.decode(self.encode(inputs, input_mask, train=train), decoder_inputs, train=train)

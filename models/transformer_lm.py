@@ -60,7 +60,7 @@ class TransformerLanguageModel(nn.Module):
                        dtype=self.dtype, causal=True, name=f'block_{i}')(x, train=train)
     x = nn.LayerNorm(dtype=self.dtype, name='final_norm')(x)
     bias = self.param('head_bias', nn.initializers.zeros, (self.vocab_size,))
-    return embed.attend(x.astype(jnp.float32)) + bias
+    return embed.attend(x, bias)
 
 
 def validate(model_config, *, example_shape=None) -> None:
