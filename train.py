@@ -131,11 +131,11 @@ def _check_input_mode(config, data) -> None:
           f'input_mode=device supports in-memory image datasets; dataset.name='
           f'{config.dataset.name!r} with task {config.task.name!r} allows: host.')
     from input_pipeline import augment as augment_lib  # pylint: disable=g-import-not-at-top
-    extra = augment_lib.active_options(config.dataset.augment)
+    extra = [o for o in augment_lib.active_options(config.dataset.augment) if o != 'pad_crop']
     if extra:
       raise errors.ConfigError(
-          f'input_mode=device runs flip and random resized crop on the device; dataset.augment.'
-          f'{extra[0]} is host-only: use input_mode=host or turn it off.')
+          f'input_mode=device runs flip, random resized crop and pad_crop on the device; dataset.'
+          f'augment.{extra[0]} is host-only: use input_mode=host or turn it off.')
 
 
 def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int) -> Setup:

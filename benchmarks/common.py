@@ -6,6 +6,7 @@ separately by the pipeline benchmark of each script when asked. Compilation and 
 excluded; the figure is the median over repeats.
 """
 
+import ast
 import dataclasses
 import statistics
 import time
@@ -87,6 +88,32 @@ def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: 
                     batch=config.batch_size, step_s=statistics.median(times),
                     flops_per_step=flops, compile_s=compile_s,
                     peak_memory_bytes=stats.get('peak_bytes_in_use'))
+
+
+def apply_overrides(config, items: list[str] | None):
+  """Applies ``--set FIELD=VALUE`` overrides (e.g. ``model.scan_unroll=8``) to ``config``.
+
+  Values are Python literals where they parse as one, else strings. An unknown field is an error
+  naming it, as in train.py.
+  """
+  for item in items or []:
+    if '=' not in item:
+      raise SystemExit(f'--set {item!r}: expected FIELD=VALUE, e.g. model.scan_unroll=8.')
+    path, text = item.split('=', 1)
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    node = config
+    *parents, leaf = path.split('.')
+    for name in parents:
+      if name not in node:
+        raise SystemExit(f'--set {item!r}: config has no field {path!r}.')
+      node = node[name]
+    if leaf not in node:
+      raise SystemExit(f'--set {item!r}: config has no field {path!r}.')
+    node[leaf] = value
+  return config
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

@@ -40,6 +40,8 @@ def main() -> None:
   parser.add_argument('--steps_per_call', type=int, default=1)
   parser.add_argument('--torch', action='store_true',
                       help='Also time the LSTMs in plain PyTorch (benchmarks/torch_baseline.py).')
+  parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
+                      help='Config override, repeatable (e.g. model.scan_unroll=8).')
   args = parser.parse_args()
   only = {x for x in args.only.split(',') if x}
   rows = []
@@ -49,6 +51,7 @@ def main() -> None:
     config = module.get_config(variant)
     config.compute_dtype = args.dtype
     config.steps_per_call = args.steps_per_call
+    common.apply_overrides(config, args.set)
     batch = common.random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
                                repeats=args.repeats)
@@ -62,11 +65,15 @@ def main() -> None:
       row['TFLOP/s'] = f'{t.flops_per_step / t.step_s / 1e12:.2f}'
     if args.torch and module is lstm_lm:
       from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
-      pt_s, _, _ = torch_baseline.lstm_step_seconds(config.model.num_layers, config.optimizer,
-                                                    vocab=args.vocab, steps=args.steps,
-                                                    repeats=args.repeats)
-      row['torch tok/s'] = f'{tokens / pt_s:,.0f}'
-      row['speedup'] = f'{pt_s / t.step_s:.2f}x'
+      try:
+        pt_s, _, _ = torch_baseline.lstm_step_seconds(config.model.num_layers, config.optimizer,
+                                                      vocab=args.vocab, steps=args.steps,
+                                                      repeats=args.repeats, dtype=args.dtype)
+      except RuntimeError as exc:  # E.g. PyTorch's CPU LSTM has no bfloat16 kernel.
+        row['torch tok/s'] = f'failed: {str(exc).splitlines()[0][:60]}'
+      else:
+        row['torch tok/s'] = f'{tokens / pt_s:,.0f}'
+        row['speedup'] = f'{pt_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured {name}', file=sys.stderr, flush=True)
   print(f'LM train step, batch 16 x 256 tokens, vocab {args.vocab}, {args.dtype}, on '

@@ -6,6 +6,7 @@ Dense(768->vocab)); PyTorch is an optional dependency (``pip install torch``). T
 counts match curvelab's models for the ViT exactly (both 1,086,730 at 2 layers).
 """
 
+import contextlib
 import statistics
 import time
 
@@ -81,9 +82,19 @@ def _optimizer(model, name: str):
 
 
 def time_steps(model, inputs, targets, *, optimizer: str, steps: int, repeats: int,
-               device: str) -> float:
-  """Median seconds per training step (warm-up excluded)."""
+               device: str, dtype: str = 'float32') -> float:
+  """Median seconds per training step (warm-up excluded).
+
+  Precision matches curvelab's on the same device: float32 parameters throughout; ``bfloat16``
+  runs the forward pass under autocast, as curvelab's ``compute_dtype`` does; float32 matmuls on a
+  GPU use TF32 tensor cores, which is JAX's default there (PyTorch's is full float32).
+  """
   torch = _torch()
+  if device == 'cuda':
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+  autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16) if dtype == 'bfloat16'
+              else contextlib.nullcontext())
   model = model.to(device)
   inputs, targets = inputs.to(device), targets.to(device)
   opt = _optimizer(model, optimizer)
@@ -91,8 +102,9 @@ def time_steps(model, inputs, targets, *, optimizer: str, steps: int, repeats: i
 
   def step():
     opt.zero_grad(set_to_none=True)
-    out = model(inputs)
-    loss = loss_fn(out.reshape(-1, out.shape[-1]), targets.reshape(-1))
+    with autocast:
+      out = model(inputs)
+      loss = loss_fn(out.reshape(-1, out.shape[-1]).float(), targets.reshape(-1))
     loss.backward()
     opt.step()
 
@@ -111,7 +123,7 @@ def time_steps(model, inputs, targets, *, optimizer: str, steps: int, repeats: i
 
 
 def vit_step_seconds(layers: int, block: str, optimizer: str, *, batch: int = 128, steps: int = 5,
-                     repeats: int = 3) -> tuple[float, int, str]:
+                     repeats: int = 3, dtype: str = 'float32') -> tuple[float, int, str]:
   torch = _torch()
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
   model = make_vit(layers, block)
@@ -119,11 +131,12 @@ def vit_step_seconds(layers: int, block: str, optimizer: str, *, batch: int = 12
   x = torch.randn(batch, 3, 32, 32)
   y = torch.randint(0, 10, (batch,))
   return time_steps(model, x, y, optimizer=optimizer, steps=steps, repeats=repeats,
-                    device=device), params, device
+                    device=device, dtype=dtype), params, device
 
 
 def lstm_step_seconds(layers: int, optimizer: str, *, vocab: int, batch: int = 16,
-                      length: int = 256, steps: int = 3, repeats: int = 3) -> tuple[float, int, str]:
+                      length: int = 256, steps: int = 3, repeats: int = 3,
+                      dtype: str = 'float32') -> tuple[float, int, str]:
   torch = _torch()
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
   model = make_lstm(layers, vocab)
@@ -131,4 +144,4 @@ def lstm_step_seconds(layers: int, optimizer: str, *, vocab: int, batch: int = 1
   x = torch.randint(1, vocab, (batch, length))
   y = torch.randint(1, vocab, (batch, length))
   return time_steps(model, x, y, optimizer=optimizer, steps=steps, repeats=repeats,
-                    device=device), params, device
+                    device=device, dtype=dtype), params, device

@@ -41,6 +41,8 @@ def main() -> None:
                       help='Optimizer steps per compiled call (lax.scan).')
   parser.add_argument('--torch', action='store_true',
                       help='Also time the same model in plain PyTorch (benchmarks/torch_baseline.py).')
+  parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
+                      help='Config override, repeatable (e.g. model.scan_unroll=8).')
   args = parser.parse_args()
   only = {int(x) for x in args.only.split(',') if x}
   import jax  # pylint: disable=g-import-not-at-top
@@ -53,6 +55,7 @@ def main() -> None:
     config.compute_dtype = args.dtype
     config.batch_size = args.batch_size
     config.steps_per_call = args.steps_per_call
+    common.apply_overrides(config, args.set)
     batch = common.random_images(args.batch_size)
     t = common.time_train_step(f'exp{exp}', config, batch, num_outputs=10, steps=args.steps,
                                repeats=args.repeats)
@@ -72,7 +75,7 @@ def main() -> None:
       from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
       pt_s, pt_params, _ = torch_baseline.vit_step_seconds(
           config.model.num_layers, config.model.block, config.optimizer, batch=args.batch_size,
-          steps=args.steps, repeats=args.repeats)
+          steps=args.steps, repeats=args.repeats, dtype=args.dtype)
       assert pt_params == t.params, (pt_params, t.params)
       row['torch ex/s'] = f'{args.batch_size / pt_s:,.0f}'
       row['speedup'] = f'{pt_s / t.step_s:.2f}x'

@@ -59,7 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # ---- data -----------------------------------------------------------------------------------
   c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = 'cifar10'  # digits (built in) or a TFDS image dataset.
+  c.dataset.name = 'cifar10'  # digits or synthetic_cifar10 (built in), or a TFDS image dataset.
   c.dataset.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR, else ../shared/tensorflow_datasets.
   c.dataset.train_split = 'train[:45000]'  # TFDS split strings, slicing allowed.
   c.dataset.val_split = 'train[45000:]'

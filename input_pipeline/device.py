@@ -3,7 +3,7 @@
 The decoded training split (uint8, e.g. CIFAR-10's 150 MB) is put on the devices once. Each epoch
 only its order travels: the same grain permutation the host path uses, as one int32 array of
 ``steps x batch`` indices (180 KB for CIFAR-10). Gathering, the reference augmentations (random
-resized crop, horizontal flip) and normalisation then run inside the compiled step, batched, so a
+resized crop, horizontal flip, and the CIFAR padded crop) and normalisation then run inside the compiled step, batched, so a
 step needs no host work at all.
 
 Randomness is ``fold_in(key(seed), step)`` per step and ``fold_in(., example)`` per example, so it
@@ -80,13 +80,27 @@ def _resize_box(image, box, out_h: int, out_w: int):
   return top_row * (1 - wy) + bottom_row * wy
 
 
-def augment(images, key, *, flip: bool, crop: bool, scale, ratio):
-  """Reference augmentation of a float batch [B, H, W, C] on the device."""
+def pad_crop(images, key, *, padding: int):
+  """The CIFAR crop (zero padding, random window of the image size) of a batch, on the device.
+
+  Same distribution as the host's ``augment.pad_crop``: offsets uniform in [0, 2 * padding].
+  """
   b, h, w, _ = images.shape
-  k_crop, k_flip = jax.random.split(key)
+  padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  offsets = jax.random.randint(key, (b, 2), 0, 2 * padding + 1)
+  window = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (h, w, image.shape[2]))
+  return jax.vmap(window)(padded, offsets)
+
+
+def augment(images, key, *, flip: bool, crop: bool, scale, ratio, padding: int = 0):
+  """Augmentation of a float batch [B, H, W, C] on the device, in the host path's order."""
+  b, h, w, _ = images.shape
+  k_crop, k_flip, k_pad = jax.random.split(key, 3)
   if crop:
     boxes = _crop_boxes(k_crop, b, h, w, scale=scale, ratio=ratio)
     images = jax.vmap(lambda im, box: _resize_box(im, box, h, w))(images, boxes)
+  if padding:
+    images = pad_crop(images, k_pad, padding=padding)
   if flip:
     do = jax.random.uniform(k_flip, (b,)) < 0.5
     images = jnp.where(do[:, None, None, None], images[:, :, ::-1], images)
@@ -111,6 +125,7 @@ class DeviceImages:
     self.flip = train and bool(aug.flip)
     self.crop = train and bool(aug.crop)
     self.scale, self.ratio = tuple(aug.crop_scale), tuple(aug.crop_ratio)
+    self.padding = int(aug.get('pad_crop', 0)) if train else 0
     self.seed = seed
 
   def put(self, replicated_sharding) -> dict:
@@ -120,10 +135,10 @@ class DeviceImages:
   def batch(self, data: dict, indices, step):
     """Gathers, augments and normalises the examples ``indices`` for optimizer step ``step``."""
     images = jnp.take(data['inputs'], indices, axis=0).astype(jnp.float32)
-    if self.flip or self.crop:
+    if self.flip or self.crop or self.padding:
       key = jax.random.fold_in(jax.random.key(self.seed), step)
       images = augment(images, key, flip=self.flip, crop=self.crop, scale=self.scale,
-                       ratio=self.ratio)
+                       ratio=self.ratio, padding=self.padding)
     images = (images - jnp.asarray(self.mean)) / jnp.asarray(self.std)
     return {'inputs': images, 'label': jnp.take(data['label'], indices, axis=0),
             'weight': jnp.ones(indices.shape, jnp.float32)}

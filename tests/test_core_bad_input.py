@@ -50,6 +50,9 @@ CASES = {
         {'dataset.val_split': 'validation'}, DataError, ['dataset.val_split', "'validation'",
                                                          'test, train']),
     'batch_larger_than_split': ({'batch_size': 512}, ConfigError, ['batch_size=512', '256']),
+    'host_only_augmentation_on_device': (
+        {'input_mode': 'device', 'dataset.augment.randaugment_ops': 2}, ConfigError,
+        ['input_mode=device', 'dataset.augment.randaugment_ops', 'pad_crop']),
 }
 
 

@@ -96,3 +96,45 @@ def test_bf16_compute_trains_and_keeps_float32_parameters(tmp_path_factory, host
   step = max(helpers.checkpoint_steps(workdir))
   params = helpers.checkpoint_params(workdir, step)
   assert {np.asarray(x).dtype for x in jax.tree.leaves(params)} == {np.dtype('float32')}
+
+
+def _window_offsets(original, cropped, padding):
+  """The (top, left) offset of each cropped image inside its zero-padded original, found by search."""
+  b, h, w, _ = original.shape
+  padded = np.pad(original, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  offsets = []
+  for i in range(b):
+    hits = [(t, l) for t in range(2 * padding + 1) for l in range(2 * padding + 1)
+            if np.array_equal(padded[i, t:t + h, l:l + w], cropped[i])]
+    assert len(hits) == 1, (i, hits)
+    offsets.append(hits[0])
+  return np.asarray(offsets)
+
+
+def test_device_pad_crop_is_a_padded_window_with_the_host_distribution():
+  rng = np.random.default_rng(7)
+  padding, n = 3, 1500
+  images = rng.integers(1, 256, (n, 9, 9, 2)).astype(np.float32)  # No zeros: windows are unique.
+  dev = np.asarray(device_aug.pad_crop(jnp.asarray(images), jax.random.key(3), padding=padding))
+  host = host_aug.pad_crop(images, np.random.default_rng(4), padding=padding)
+  assert dev.shape == images.shape and dev.dtype == np.float32
+  dev_off = _window_offsets(images, dev, padding)
+  host_off = _window_offsets(images, host, padding)
+  # Every offset in [0, 2p] is drawn, uniformly and independently per axis, on both paths.
+  for offsets in (dev_off, host_off):
+    counts = np.bincount(offsets[:, 0] * (2 * padding + 1) + offsets[:, 1],
+                         minlength=(2 * padding + 1) ** 2)
+    assert counts.min() > 0
+    np.testing.assert_allclose(offsets.mean(0), [padding, padding], atol=0.15)
+    np.testing.assert_allclose(offsets.std(0), np.sqrt(((2 * padding + 1) ** 2 - 1) / 12), rtol=0.05)
+
+
+def test_device_augment_applies_pad_crop_only_when_asked():
+  images = jnp.asarray(np.random.default_rng(8).integers(1, 256, (64, 8, 8, 1)), jnp.float32)
+  same = device_aug.augment(images, jax.random.key(0), flip=False, crop=False, scale=(1, 1),
+                            ratio=(1, 1), padding=0)
+  np.testing.assert_array_equal(same, images)
+  shifted = device_aug.augment(images, jax.random.key(0), flip=False, crop=False, scale=(1, 1),
+                               ratio=(1, 1), padding=2)
+  assert not np.array_equal(shifted, images)
+  assert float((shifted == 0).mean()) > 0.05  # Zero border came in with the shifts.
