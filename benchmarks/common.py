@@ -45,6 +45,7 @@ def peak_flops(device) -> float | None:
 def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,
                     repeats: int) -> StepTiming:
   """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times."""
+  config.metric_writer = 'events'  # Nothing is written; this keeps TensorFlow optional here.
   config = train_lib.prepare_config(config)
   setup = train_lib.build_without_data(config, num_outputs=num_outputs)
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1000)

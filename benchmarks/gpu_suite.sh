@@ -66,7 +66,7 @@ epoch_run() {
   local dir=/tmp/curvelab-suite-$name
   rm -rf "$dir"
   $PY train.py --config="$config" --workdir="$dir" --config.dataset.name=synthetic_cifar10 \
-    --config.input_mode=device --config.num_epochs=3 "$@" || return $?
+    --config.input_mode=device --config.num_epochs=3 --config.metric_writer=events "$@" || return $?
   $PY - "$dir" <<'EOF'
 import json, sys
 for line in open(f'{sys.argv[1]}/history.jsonl'):

@@ -3,6 +3,8 @@
 Each failure raises :class:`~curvelab.errors.ConfigError` naming the field and what is allowed.
 """
 
+import importlib.util
+
 from curvelab import errors
 from curvelab import optim
 
@@ -54,6 +56,11 @@ def check(config) -> None:
   for field in ('eval_every_epochs', 'checkpoint_every_epochs', 'checkpoint_keep_latest'):
     _positive(config, field)
   _choice(config.get('metric_writer', 'clu'), 'metric_writer', ('clu', 'events'))
+  if config.get('metric_writer', 'clu') == 'clu' and importlib.util.find_spec('tensorflow') is None:
+    # CLU's TensorBoard writer imports TensorFlow when the first epoch ends: refuse now instead.
+    raise errors.ConfigError(
+        "metric_writer='clu' needs TensorFlow (pip install tensorflow-cpu), which is not installed; "
+        "use metric_writer=events (the same TensorBoard event files, written without TensorFlow).")
   _choice(config.get('nan_policy', 'stop'), 'nan_policy', NAN_POLICIES)
   if not 0.0 < config.get('nan_lr_factor', 0.5) < 1.0:
     raise errors.ConfigError(f'nan_lr_factor must be in (0, 1), got {config.nan_lr_factor}.')

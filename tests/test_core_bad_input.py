@@ -4,6 +4,7 @@ Config errors are checked through ``train.train_and_evaluate`` (they fail before
 decoded or step compiled, so each takes well under a second); a few through ``python train.py``.
 """
 
+import importlib.util
 import os
 import pathlib
 import re
@@ -69,6 +70,17 @@ def test_bad_config_raises_curvelab_error_naming_the_field(name, tmp_path):
     assert text in str(info.value), (text, str(info.value))
   assert not (workdir / 'history.jsonl').exists() and not helpers.checkpoint_steps(workdir)
   assert not (workdir / '.lock').exists()
+
+
+def test_clu_writer_without_tensorflow_is_refused_before_compute(monkeypatch, tmp_path):
+  real_find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec',
+                      lambda name, *a: None if name == 'tensorflow' else real_find_spec(name, *a))
+  workdir = tmp_path / 'run'
+  with pytest.raises(ConfigError, match='metric_writer=events'):
+    train.train_and_evaluate(helpers.tiny_config(metric_writer='clu'), str(workdir))
+  assert not workdir.exists()
+  train.prepare_config(helpers.tiny_config(metric_writer='events'))  # The TF-free writer is fine.
 
 
 def test_nan_learning_rate_is_config_error():
