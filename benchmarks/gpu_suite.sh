@@ -39,10 +39,19 @@ if compgen -G '.whl/*.whl' >/dev/null; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
+# If curvelab does not import with the machine's own flax/optax/orbax/chex, the versions it is
+# developed with (wheels in .whl/pinned/) take their place.
+if ! $PY -c 'import train, benchmarks.common' >>"$LOG" 2>&1 && compgen -G '.whl/pinned/*.whl' >/dev/null; then
+  echo 'curvelab did not import; installing the pinned flax/optax/orbax/chex' | tee -a "$LOG"
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/pinned/*.whl >>"$LOG" 2>&1
+fi
+
 {
-  date -u; git rev-parse --short HEAD 2>/dev/null; nvidia-smi -L
-  $PY -c 'import jax, flax, optax, torch; print("jax", jax.__version__, jax.devices(), "flax",
-flax.__version__, "optax", optax.__version__, "torch", torch.__version__)'
+  date -u; git rev-parse --short HEAD 2>/dev/null || cat .whl/COMMIT 2>/dev/null; nvidia-smi -L
+  $PY -c 'import jax, flax, optax, chex, orbax.checkpoint as ocp, torch; print("jax", jax.__version__,
+jax.devices(), "flax", flax.__version__, "optax", optax.__version__, "chex", chex.__version__,
+"orbax", getattr(ocp, "__version__", "?"), "torch", torch.__version__)'
 } 2>&1 | tee -a "$LOG"
 
 # item NAME ESTIMATE_S COMMAND...: runs COMMAND if ESTIMATE_S still fits before the deadline.
@@ -84,16 +93,16 @@ item vit_f32 70 $PY benchmarks/vit_step.py --only=1,7 --steps=30 --repeats=5 --t
 item vit_bf16_scan16 60 $PY benchmarks/vit_step.py --only=1,7 --dtype=bfloat16 --steps_per_call=16 \
   --steps=64 --repeats=5 --torch "${STEP_SMOKE[@]}"
 item lstm_f32 60 $PY benchmarks/lm_step.py --only=lm1 --steps=10 --repeats=3 --torch "${LM_SMOKE[@]}"
-item epoch_vit7_f32 70 epoch_run vit7_f32 $VIT7 --config.steps_per_call=16 "${EPOCH_SMOKE[@]}"
-item epoch_vit7_bf16 70 epoch_run vit7_bf16 $VIT7 --config.steps_per_call=16 \
-  --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 item lstm_bf16_unroll8 60 $PY benchmarks/lm_step.py --only=lm1 --steps=10 --repeats=3 \
   --dtype=bfloat16 --set=model.scan_unroll=8 --torch "${LM_SMOKE[@]}"
+item epoch_vit7_f32 90 epoch_run vit7_f32 $VIT7 --config.steps_per_call=16 "${EPOCH_SMOKE[@]}"
+item epoch_vit7_bf16 90 epoch_run vit7_bf16 $VIT7 --config.steps_per_call=16 \
+  --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
+item epoch_resnet20_bf16 80 epoch_run resnet20_bf16 configs/cnn.py:arch=resnet \
+  --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 item vit_f32_scan16 50 $PY benchmarks/vit_step.py --only=7 --steps_per_call=16 --steps=64 \
   --repeats=5 "${STEP_SMOKE[@]}"
-item epoch_resnet20_bf16 60 epoch_run resnet20_bf16 configs/cnn.py:arch=resnet \
-  --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
-item epoch_resnet18_bf16 60 epoch_run resnet18_bf16 configs/cnn.py:arch=resnet18 \
+item epoch_resnet18_bf16 80 epoch_run resnet18_bf16 configs/cnn.py:arch=resnet18 \
   --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 
 echo "=== summary (${SECONDS}s)" | tee -a "$LOG"
