@@ -3,7 +3,8 @@
 It times exactly what the training loop runs (the same jit-compiled, sharded, donated step), with
 the batch already on the device, so the figure is the step's own pace; host input is measured
 separately by the pipeline benchmark of each script when asked. Compilation and warm-up steps are
-excluded; the figure is the median over repeats.
+excluded; the figure is the median over repeats. FLOPs per step are model FLOPs counted from the
+traced step (``curvelab.flops``).
 """
 
 import ast
@@ -15,9 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvelab import flops as flops_lib
 from curvelab import optim
 from curvelab import sharding
 from curvelab import state as state_lib
+from curvelab import steps as steps_lib
 import train as train_lib
 
 
@@ -32,10 +35,15 @@ class StepTiming:
   peak_memory_bytes: int | None
 
 
-def peak_flops(device) -> float | None:
-  """Dense bf16/fp32 peak of known accelerators (FLOP/s), for model-FLOPs utilisation."""
+def peak_flops(device) -> tuple[float, float] | None:
+  """Dense (bf16, float32-matmul) peaks of known GPUs in FLOP/s, for model-FLOPs utilisation.
+
+  The float32 figure is the TF32 tensor-core peak: JAX computes float32 matmuls on these GPUs
+  with TF32 by default (``jax_default_matmul_precision``), so that is the ceiling they run
+  against. H100 SXM and H200 share the compute die.
+  """
   kind = device.device_kind.lower()
-  table = {'h100': (989e12, 67e12), 'h200': (989e12, 67e12), 'a100': (312e12, 19.5e12)}
+  table = {'h100': (989e12, 494.7e12), 'h200': (989e12, 494.7e12), 'a100': (312e12, 156e12)}
   for key, (bf16, fp32) in table.items():
     if key in kind:
       return bf16, fp32
@@ -51,13 +59,11 @@ def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: 
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1000)
   state = train_lib.init_state(setup, tx, batch)
   train_step, _, empty, _, compile_s = train_lib.compile_steps(setup, tx, state, batch, batch)
-  flops = None
-  try:
-    cost = train_step.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get('flops')) if cost and cost.get('flops') else None
-  except Exception:  # Not every backend reports a cost analysis.
-    flops = None
+  # Model FLOPs from the traced step (matmuls and convolutions, forward and backward), the same on
+  # every backend; XLA's cost analysis is not (it undercounts GPU library calls).
+  python_step = steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
+                                          grad_accum_steps=config.grad_accum_steps)
+  flops = float(flops_lib.count(python_step.single, state, batch))
   k = int(config.steps_per_call)
   if k > 1:
     # Several optimizer steps per compiled call: the loop's Advancer, on a stacked batch.

@@ -5,7 +5,7 @@ Usage:
 
 Synthetic tokens with the WikiText-2 vocabulary size (33,278 words), batch 16, sequences of 256.
 Prints tokens/s and seconds per epoch of 2.36M training tokens (the reference corpus size),
-compile and warm-up excluded, median of repeats, with model FLOPs per step from XLA's cost analysis.
+compile and warm-up excluded, median of repeats, with model FLOPs per step counted from the traced step (curvelab.flops).
 """
 
 import argparse

@@ -4,8 +4,9 @@ Usage:
   python benchmarks/vit_step.py [--steps=10] [--repeats=3] [--only=1,7] [--dtype=float32|bfloat16]
 
 Prints, per configuration: parameters, examples/s, seconds per 45,000-example epoch (compile and
-warm-up excluded, median of repeats), model FLOPs per step (XLA's cost analysis of the compiled
-step), achieved TFLOP/s, utilisation against the device's peak where known, and peak memory.
+warm-up excluded, median of repeats), model FLOPs per step (counted from the traced step by
+curvelab.flops), achieved TFLOP/s, utilisation against the device's peak where known, and peak
+memory.
 """
 
 import argparse
