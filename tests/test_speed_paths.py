@@ -138,3 +138,22 @@ def test_device_augment_applies_pad_crop_only_when_asked():
                                ratio=(1, 1), padding=2)
   assert not np.array_equal(shifted, images)
   assert float((shifted == 0).mean()) > 0.05  # Zero border came in with the shifts.
+
+
+def test_synthetic_cifar10_has_cifar_shapes_and_is_deterministic():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
+  cfg = ml_collections.ConfigDict({'name': 'synthetic_cifar10', 'data_dir': ''})
+  info = sources.info(cfg)
+  assert (info.num_classes, info.image_shape) == (10, (32, 32, 3))
+  assert info.split_sizes == {'train': 50_000, 'test': 10_000}
+  part = sources.load(cfg, 'train[45000:45010]', field='dataset.val_split')
+  again = sources.load(cfg, 'train[45000:45010]', field='dataset.val_split')
+  whole = sources.load(cfg, 'train', field='dataset.train_split')
+  assert part.arrays['inputs'].shape == (10, 32, 32, 3) and part.arrays['inputs'].dtype == np.uint8
+  for key in ('inputs', 'label'):
+    np.testing.assert_array_equal(part.arrays[key], again.arrays[key])
+    np.testing.assert_array_equal(part.arrays[key], whole.arrays[key][45000:45010])
+  assert set(np.unique(whole.arrays['label'])) == set(range(10))
+  test = sources.load(cfg, 'test[:10]', field='dataset.test_split')
+  assert not np.array_equal(test.arrays['inputs'], whole.arrays['inputs'][:10])
