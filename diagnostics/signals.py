@@ -197,6 +197,7 @@ def degenerate_predictions(h: History, found: set) -> Finding | None:
   if len(h) < T.DEGENERATE_MIN_EPOCHS:
     return None  # early CTC models emit only blanks for a while; that is not yet a problem
   problems = _decoding_problems(h) + _sample_problems(h)
+  sequence_outputs = bool(problems)
   collapse = _class_collapse(h)
   if collapse:
     problems.append(collapse)
@@ -213,8 +214,9 @@ def degenerate_predictions(h: History, found: set) -> Finding | None:
           f"{numbers['since_epoch']}): {details}.")
   severity = ERROR if any(k.endswith("empty_share") and v >= 0.9 for k, v, _, _ in problems) \
       else WARNING
-  alternatives = [Advice({}, "Train longer first if the run is young: CTC models emit only blanks "
-                         "for the first epochs."),
+  young = ("CTC models emit only blanks for the first epochs." if sequence_outputs else
+           "a classifier can favour one class for its first epochs.")
+  alternatives = [Advice({}, f"Train longer first if the run is young: {young}"),
                   Advice({"learning_rate": scaled(h.config_float("learning_rate"), 0.3, 3e-4)},
                          "If it persists, lower the learning rate and check that targets are not "
                          "empty and that input lengths exceed target lengths.")]

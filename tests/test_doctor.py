@@ -465,6 +465,7 @@ def _ctc_rows(blank, n=8, **extra):
 def test_degenerate_blank_and_empty_outputs():
   f = get(_ctc_rows(0.995, val_empty_share=0.95), "degenerate_predictions")
   assert f.severity == "error"
+  assert "CTC models emit only blanks" in " ".join(f.recommendations)
   assert f.evidence["val_blank_share"] == 0.995 and f.evidence["since_epoch"] == 1
 
 
@@ -497,6 +498,8 @@ def test_classifier_collapsing_to_one_class():
   for row in rows:
     row["pred_class_hist"] = [0.95] + [0.05 / 9] * 9
   assert "degenerate_predictions" in ids(rows)
+  advice = " ".join(get(rows, "degenerate_predictions").recommendations)
+  assert "classifier" in advice and "CTC" not in advice
   for row in rows:
     row["val_accuracy"] = 0.99  # imbalanced validation set, predicted well
   assert "degenerate_predictions" not in ids(rows)
