@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import check_positive_ints
 from models import ctc as ctc_model
 from models import register
 from models import seq2seq
@@ -120,12 +121,6 @@ class LSTMCaptioner(nn.Module):
     return self.decode(self.encode(inputs, input_mask, train=train), decoder_inputs, train=train)
 
 
-def _positive_int(model_config, field: str) -> None:
-  value = model_config[field]
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
-
-
 def validate(model_config, *, example_shape=None) -> None:
   """Checks ``config.model`` of a captioner (``arch`` picks which fields matter)."""
   if model_config.arch not in ARCHS:
@@ -136,7 +131,7 @@ def validate(model_config, *, example_shape=None) -> None:
     return
   for field in ('conv_channels', 'conv_kernel', 'encoder_layers', 'hidden_size', 'embed_size',
                 'attention_size'):
-    _positive_int(model_config, field)
+    check_positive_ints(model_config, field)
   ctc_model.validate_strides(model_config)
   if not 0.0 <= model_config.dropout < 1.0:
     raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import check_positive_ints
 from models import register
 
 SHORTCUTS = ('pad', 'projection')
@@ -179,15 +180,6 @@ class ResNet(nn.Module):
 
 
 # --------------------------------------------------------------------------------- validation
-
-def check_positive_ints(model_config, field: str) -> tuple[int, ...]:
-  """``model.FIELD`` as a non-empty tuple of positive integers, or a ConfigError naming it."""
-  value = model_config[field]
-  values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-  if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
-    raise errors.ConfigError(f'model.{field} must be positive integers, got {value!r}.')
-  return values
-
 
 def check_same_length(model_config, first: str, second: str) -> None:
   a, b = model_config[first], model_config[second]

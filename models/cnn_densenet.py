@@ -20,8 +20,8 @@ import jax.numpy as jnp
 
 from curvelab import errors
 from models import register
-from models.cnn import (Head, batch_norm, check_image_size, check_positive_ints,
-                        check_same_length, conv)
+from models import check_positive_ints
+from models.cnn import Head, batch_norm, check_image_size, check_same_length, conv
 
 
 class BnReluConv(nn.Module):

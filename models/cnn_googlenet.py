@@ -21,7 +21,8 @@ import jax.numpy as jnp
 
 from curvelab import errors
 from models import register
-from models.cnn import ConvBN, Head, check_image_size, check_positive_ints, check_same_length
+from models import check_positive_ints
+from models.cnn import ConvBN, Head, check_image_size, check_same_length
 
 # The block width must split into these branch widths exactly: W/4, W/2, W/8, W/8 (and W/16 for
 # the 5x5 reduction).

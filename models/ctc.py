@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import check_positive_ints
 from models import register
 from models import seq_layers
 
@@ -56,25 +57,19 @@ def subsampling(model_config) -> int:
   return int(math.prod(model_config.get('conv_strides', ()) or (1,)))
 
 
-def _positive_int(model_config, field: str) -> None:
-  value = model_config[field]
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
-
-
 def validate(model_config, *, example_shape=None) -> None:
   """Checks ``config.model`` of a CTC model (and its front-end against the input length)."""
   if model_config.encoder not in ENCODERS:
     raise errors.ConfigError(
         f'model.encoder={model_config.encoder!r} is unknown; allowed: {", ".join(ENCODERS)}.')
   for field in ('conv_channels', 'conv_kernel', 'num_layers', 'hidden_size'):
-    _positive_int(model_config, field)
+    check_positive_ints(model_config, field)
   validate_strides(model_config)
   if not 0.0 <= model_config.dropout < 1.0:
     raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')
   if model_config.encoder == 'transformer':
-    _positive_int(model_config, 'num_heads')
-    _positive_int(model_config, 'mlp_dim')
+    for field in ('num_heads', 'mlp_dim'):
+      check_positive_ints(model_config, field)
     if model_config.hidden_size % model_config.num_heads:
       raise errors.ConfigError(
           f'model.num_heads={model_config.num_heads} must divide model.hidden_size='

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvelab import errors
+from models import check_positive_ints
 from models import embeddings
 from models import recurrent
 from models import register
@@ -44,10 +45,9 @@ class LSTMLanguageModel(nn.Module):
 
 def validate(model_config, *, example_shape=None) -> None:
   del example_shape
-  for field in ('num_layers', 'hidden_size', 'embed_size', 'scan_unroll'):
-    value = model_config.get(field, 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-      raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
+  for field in ('num_layers', 'hidden_size', 'embed_size'):
+    check_positive_ints(model_config, field)
+  check_positive_ints(model_config, 'scan_unroll', default=1)  # Added after the first configs.
   if not 0.0 <= model_config.dropout < 1.0:
     raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')
   if model_config.freeze_embeddings and not model_config.embedding_path:

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import check_positive_ints
 from models import ctc as ctc_model
 from models import embeddings
 from models import register
@@ -71,17 +72,11 @@ class Seq2SeqTransformer(nn.Module):
     return self.decode(self.encode(inputs, input_mask, train=train), decoder_inputs, train=train)
 
 
-def _positive_int(model_config, field: str) -> None:
-  value = model_config[field]
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
-
-
 def validate(model_config, *, example_shape=None) -> None:
   """Checks ``config.model`` of the encoder-decoder Transformer."""
   for field in ('d_model', 'num_heads', 'encoder_layers', 'decoder_layers', 'mlp_dim',
                 'conv_kernel'):
-    _positive_int(model_config, field)
+    check_positive_ints(model_config, field)
   if model_config.d_model % model_config.num_heads:
     raise errors.ConfigError(f'model.num_heads={model_config.num_heads} must divide '
                              f'model.d_model={model_config.d_model}.')

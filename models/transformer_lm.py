@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvelab import errors
+from models import check_positive_ints
 from models import embeddings
 from models import lstm_lm
 from models import register
@@ -65,9 +66,7 @@ class TransformerLanguageModel(nn.Module):
 
 def validate(model_config, *, example_shape=None) -> None:
   for field in ('num_layers', 'embed_size', 'num_heads', 'mlp_dim', 'max_length'):
-    value = model_config[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-      raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
+    check_positive_ints(model_config, field)
   if model_config.embed_size % model_config.num_heads:
     raise errors.ConfigError(f'model.embed_size={model_config.embed_size} is not divisible by '
                              f'model.num_heads={model_config.num_heads}.')

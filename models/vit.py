@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import check_positive_ints
 from models import register
 from models.layers import EncoderBlock
 
@@ -76,9 +77,7 @@ def validate(model_config, *, example_shape: tuple | None = None) -> None:
   """Refuses ViT settings that cannot build, naming the field and the allowed values."""
   image_size = tuple(example_shape[:2]) if example_shape is not None else None
   for field in ('num_layers', 'embed_dim', 'num_heads', 'mlp_dim', 'patch_size'):
-    value = model_config[field]
-    if not isinstance(value, int) or value <= 0:
-      raise errors.ConfigError(f'model.{field} must be a positive integer, got {value!r}.')
+    check_positive_ints(model_config, field)
   if model_config.block not in BLOCKS:
     raise errors.ConfigError(
         f'model.block={model_config.block!r} is unknown; allowed: {", ".join(BLOCKS)}.')

@@ -39,6 +39,7 @@ CASES = {
     'negative_batch_size': ({'batch_size': -32}, ConfigError, ['batch_size']),
     'zero_epochs': ({'num_epochs': 0}, ConfigError, ['num_epochs']),
     'zero_layers': ({'model.num_layers': 0}, ConfigError, ['model.num_layers']),
+    'boolean_layers': ({'model.num_layers': True}, ConfigError, ['model.num_layers', 'True']),
     'negative_weight_decay': ({'weight_decay': -0.1}, ConfigError, ['weight_decay']),
     'batch_not_divisible_by_accumulation': (
         {'batch_size': 30, 'grad_accum_steps': 4}, ConfigError, ['batch_size=30',
