@@ -50,9 +50,24 @@ def peak_flops(device) -> tuple[float, float] | None:
   return None
 
 
-def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,
-                    repeats: int) -> StepTiming:
-  """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times."""
+@dataclasses.dataclass
+class CompiledStep:
+  """train.py's compiled step for one config, ready to call: ``state, metrics = call(state, metrics)``.
+
+  One call runs ``steps_per_call`` optimizer steps on a fixed batch already on the device.
+  """
+  state: object
+  metrics: object
+  call: object
+  steps_per_call: int
+  params: int
+  batch: int
+  flops_per_step: float
+  compile_s: float
+
+
+def compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledStep:
+  """Builds, initialises and compiles train.py's train step for ``config`` on ``batch``."""
   config.metric_writer = 'events'  # Nothing is written; this keeps TensorFlow optional here.
   config = train_lib.prepare_config(config)
   setup = train_lib.build_without_data(config, num_outputs=num_outputs)
@@ -82,18 +97,27 @@ def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: 
   for _ in range(2):  # Warm-up (first-call allocations).
     state, metrics = call(state, metrics)
   jax.block_until_ready(state)
+  return CompiledStep(state=state, metrics=metrics, call=call, steps_per_call=k,
+                      params=state_lib.count_params(state.params), batch=config.batch_size,
+                      flops_per_step=flops, compile_s=compile_s)
+
+
+def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,
+                    repeats: int) -> StepTiming:
+  """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times."""
+  c = compile_train_step(config, batch, num_outputs=num_outputs)
+  state, metrics, k = c.state, c.metrics, c.steps_per_call
   calls = max(1, steps // k)
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
     for _ in range(calls):
-      state, metrics = call(state, metrics)
+      state, metrics = c.call(state, metrics)
     jax.block_until_ready(state)
     times.append((time.perf_counter() - start) / (calls * k))
   stats = jax.local_devices()[0].memory_stats() or {}
-  return StepTiming(name=name, params=state_lib.count_params(state.params),
-                    batch=config.batch_size, step_s=statistics.median(times),
-                    flops_per_step=flops, compile_s=compile_s,
+  return StepTiming(name=name, params=c.params, batch=c.batch, step_s=statistics.median(times),
+                    flops_per_step=c.flops_per_step, compile_s=c.compile_s,
                     peak_memory_bytes=stats.get('peak_bytes_in_use'))
 
 
