@@ -121,6 +121,36 @@ def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: 
                     peak_memory_bytes=stats.get('peak_bytes_in_use'))
 
 
+def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
+                   batch_size: int | None = None) -> None:
+  """The flags every step benchmark shares.
+
+  ``--steps``, ``--repeats``, ``--dtype`` (``None``: keep the config's), ``--batch_size``
+  (``None``: keep the config's), ``--steps_per_call`` and the repeatable ``--set FIELD=VALUE``.
+  :func:`configure` applies them to a config.
+  """
+  parser.add_argument('--steps', type=int, default=steps, help='Steps timed per repeat.')
+  parser.add_argument('--repeats', type=int, default=3, help='Repeats; the median is reported.')
+  parser.add_argument('--dtype', default=dtype, choices=['float32', 'bfloat16'],
+                      help='compute_dtype (parameters and optimizer state stay float32).')
+  parser.add_argument('--batch_size', type=int, default=batch_size,
+                      help='Global batch size (default: the config\'s).')
+  parser.add_argument('--steps_per_call', type=int, default=1,
+                      help='Optimizer steps per compiled call (lax.scan).')
+  parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
+                      help='Config override, repeatable (e.g. model.scan_unroll=8).')
+
+
+def configure(config, args):
+  """Applies :func:`add_step_flags`' flags to ``config``; ``--set`` comes last and wins."""
+  if args.dtype:
+    config.compute_dtype = args.dtype
+  if args.batch_size:
+    config.batch_size = args.batch_size
+  config.steps_per_call = args.steps_per_call
+  return apply_overrides(config, args.set)
+
+
 def apply_overrides(config, items: list[str] | None):
   """Applies ``--set FIELD=VALUE`` overrides (e.g. ``model.scan_unroll=8``) to ``config``.
 

@@ -9,8 +9,9 @@
 # longer fits is skipped and listed as such): the reference ViT step (experiments 1 and 7) against
 # PyTorch in float32 and bfloat16, scanned chunks of 16 steps, the 1-layer LSTM LM step against
 # PyTorch (cuDNN), and whole epochs of train.py with the device-resident input path on
-# synthetic_cifar10 (CIFAR-10's shapes; real files cannot travel to the machine). Every command's
-# output goes to $OUT/suite.log; the item table is printed last.
+# synthetic_cifar10 (CIFAR-10's shapes; real files cannot travel to the machine), and a profile of
+# the exp 7 float32 step (benchmarks/profile_step.py; its summary and perfetto trace land in $OUT).
+# Every command's output goes to $OUT/suite.log; the item table is printed last.
 #
 # Wheels of packages the machine lacks can be put in .whl/ (see docs/benchmarks.md); they are
 # installed into /tmp/site first.
@@ -102,6 +103,10 @@ item epoch_resnet20_bf16 80 epoch_run resnet20_bf16 configs/cnn.py:arch=resnet \
   --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 item vit_f32_scan16 50 $PY benchmarks/vit_step.py --only=7 --steps_per_call=16 --steps=64 \
   --repeats=5 "${STEP_SMOKE[@]}"
+item profile_vit7_f32 60 bash -c '$PY benchmarks/profile_step.py --config=$0 --steps=20 --top=60 \
+  --trace_dir=/tmp/curvelab-suite-profile --json=$1/profile_vit7_f32.json "${@:2}" && \
+  cp "$(find /tmp/curvelab-suite-profile -name perfetto_trace.json.gz | head -1)" \
+  "$1/profile_vit7_f32_trace.json.gz"' $VIT7 "$OUT" "${STEP_SMOKE[@]}"
 item epoch_resnet18_bf16 80 epoch_run resnet18_bf16 configs/cnn.py:arch=resnet18 \
   --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 

@@ -32,16 +32,11 @@ REFERENCE = [
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--steps', type=int, default=5)
-  parser.add_argument('--repeats', type=int, default=3)
+  common.add_step_flags(parser, steps=5)
   parser.add_argument('--only', default='')
   parser.add_argument('--vocab', type=int, default=33_278)
-  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-  parser.add_argument('--steps_per_call', type=int, default=1)
   parser.add_argument('--torch', action='store_true',
                       help='Also time the LSTMs in plain PyTorch (benchmarks/torch_baseline.py).')
-  parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
-                      help='Config override, repeatable (e.g. model.scan_unroll=8).')
   args = parser.parse_args()
   only = {x for x in args.only.split(',') if x}
   rows = []
@@ -49,9 +44,7 @@ def main() -> None:
     if only and name not in only:
       continue
     config = module.get_config(variant)
-    config.compute_dtype = args.dtype
-    config.steps_per_call = args.steps_per_call
-    common.apply_overrides(config, args.set)
+    common.configure(config, args)
     batch = common.random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
                                repeats=args.repeats)

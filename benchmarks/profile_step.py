@@ -176,31 +176,21 @@ def main() -> None:
   parser.add_argument('--input', default='images', choices=['images', 'tokens'],
                       help='Synthetic CIFAR-10-shaped images, or tokens of --vocab words.')
   parser.add_argument('--vocab', type=int, default=33_278)
-  parser.add_argument('--dtype', default=None, choices=['float32', 'bfloat16'])
-  parser.add_argument('--batch_size', type=int, default=None)
-  parser.add_argument('--steps_per_call', type=int, default=1)
-  parser.add_argument('--steps', type=int, default=10, help='Steps timed, then steps profiled.')
   parser.add_argument('--top', type=int, default=30)
   parser.add_argument('--trace_dir', default='/tmp/curvelab-profile')
   parser.add_argument('--json', default='', help='Also write the summary to this file.')
-  parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
-                      help='Config override, repeatable (e.g. model.scan_unroll=8).')
+  common.add_step_flags(parser, steps=10, dtype=None)
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
 
   config = load_config(args.config)
-  if args.dtype:
-    config.compute_dtype = args.dtype
-  if args.batch_size:
-    config.batch_size = args.batch_size
-  config.steps_per_call = args.steps_per_call
-  common.apply_overrides(config, args.set)
+  common.configure(config, args)
   batch, num_outputs = make_batch(args, config)
   c = common.compile_train_step(config, batch, num_outputs=num_outputs)
   state, metrics, k = c.state, c.metrics, c.steps_per_call
   calls = max(1, args.steps // k)
   times = []
-  for _ in range(3):
+  for _ in range(args.repeats):
     start = time.perf_counter()
     for _ in range(calls):
       state, metrics = c.call(state, metrics)

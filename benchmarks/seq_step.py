@@ -51,14 +51,12 @@ def random_sequences(batch: int, *, frames: int, features: int, target_length: i
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--steps', type=int, default=5)
-  parser.add_argument('--repeats', type=int, default=3)
+  common.add_step_flags(parser, steps=5)
   parser.add_argument('--only', default='')
   parser.add_argument('--frames', type=int, default=256)
   parser.add_argument('--features', type=int, default=80)
   parser.add_argument('--target_length', type=int, default=32)
   parser.add_argument('--vocab', type=int, default=1000)
-  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
   args = parser.parse_args()
   only = {x for x in args.only.split(',') if x}
   rows = []
@@ -66,8 +64,8 @@ def main() -> None:
     if only and name not in only:
       continue
     config = module.get_config(variant)
-    config.compute_dtype = args.dtype
     config.doctor.enabled = False
+    common.configure(config, args)
     batch = random_sequences(config.batch_size, frames=args.frames, features=args.features,
                              target_length=args.target_length, vocab=args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,

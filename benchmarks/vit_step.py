@@ -33,17 +33,10 @@ REFERENCE = [  # (experiment, config module, variant)
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--steps', type=int, default=10)
-  parser.add_argument('--repeats', type=int, default=3)
+  common.add_step_flags(parser, steps=10, batch_size=128)
   parser.add_argument('--only', default='', help='Comma-separated experiment numbers.')
-  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-  parser.add_argument('--batch_size', type=int, default=128)
-  parser.add_argument('--steps_per_call', type=int, default=1,
-                      help='Optimizer steps per compiled call (lax.scan).')
   parser.add_argument('--torch', action='store_true',
                       help='Also time the same model in plain PyTorch (benchmarks/torch_baseline.py).')
-  parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
-                      help='Config override, repeatable (e.g. model.scan_unroll=8).')
   args = parser.parse_args()
   only = {int(x) for x in args.only.split(',') if x}
   import jax  # pylint: disable=g-import-not-at-top
@@ -53,11 +46,8 @@ def main() -> None:
     if only and exp not in only:
       continue
     config = module.get_config(variant)
-    config.compute_dtype = args.dtype
-    config.batch_size = args.batch_size
-    config.steps_per_call = args.steps_per_call
-    common.apply_overrides(config, args.set)
-    batch = common.random_images(args.batch_size)
+    common.configure(config, args)
+    batch = common.random_images(config.batch_size)
     t = common.time_train_step(f'exp{exp}', config, batch, num_outputs=10, steps=args.steps,
                                repeats=args.repeats)
     row = {'exp': exp, 'config': f'{module.__name__.split(".")[-1]}:{variant}',

@@ -20,18 +20,30 @@ def layer_names(params) -> tuple[str, ...]:
   return tuple(sorted(params.keys()))
 
 
-def sum_of_squares(tree) -> jax.Array:
-  """The sum of squares of every element of ``tree``, in float32, as one reduction.
+def sum_of_squares(tree, *, concatenate: bool | None = None) -> jax.Array:
+  """The sum of squares of every element of ``tree``, in float32.
 
-  The norms the doctor reads (gradient, parameter, update, per layer group) are taken every step.
-  Reducing one concatenation of the leaves lets XLA emit a single kernel per tree, where
-  ``optax.global_norm`` reduces each leaf on its own: about 80 small reductions per tree for the
-  6-layer ViT, which cost 8 % of its GPU step (docs/benchmarks.md).
+  The norms the doctor reads (gradient, parameter, update, per layer group) are taken every step,
+  and how to reduce a whole tree is a backend question:
+    * GPU: one reduction over the concatenated leaves. XLA fuses the concatenation into the
+      reduction, one kernel per tree; reducing each leaf on its own (as ``optax.global_norm``)
+      launched about 80 small kernels per tree for the 6-layer ViT, 8 % of its H200 step against
+      3 % now (docs/benchmarks.md).
+    * CPU (and other backends): one reduction per leaf. XLA:CPU writes the concatenation out in
+      full first, which cost the 28.6 M-parameter LSTM about 1 s of its 8.3 s step.
+
+  Args:
+    tree: a pytree of arrays.
+    concatenate: force one form (tests); ``None`` picks by ``jax.default_backend()``.
   """
-  leaves = [jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)]
+  leaves = [x.astype(jnp.float32) for x in jax.tree.leaves(tree)]
   if not leaves:
     return jnp.zeros((), jnp.float32)
-  return jnp.sum(jnp.square(jnp.concatenate(leaves)))
+  if concatenate is None:
+    concatenate = jax.default_backend() == 'gpu'
+  if concatenate:
+    return jnp.sum(jnp.square(jnp.concatenate([jnp.ravel(x) for x in leaves])))
+  return sum(jnp.sum(jnp.square(x)) for x in leaves)
 
 
 def _apply(model, params, model_state, inputs: dict, *, train: bool, rng=None):

@@ -19,3 +19,111 @@ def test_set_overrides_parse_literals_and_strings():
 def test_set_overrides_reject_unknown_fields_and_bad_syntax(item):
   with pytest.raises(SystemExit, match='--set'):
     common.apply_overrides(lstm_lm.get_config('layers=1'), [item])
+
+
+def test_shared_step_flags_configure_a_config_and_set_wins():
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  common.add_step_flags(parser, steps=7, dtype=None)
+  args = parser.parse_args([])
+  assert (args.steps, args.repeats, args.dtype, args.batch_size, args.steps_per_call) == (
+      7, 3, None, None, 1)
+  config = lstm_lm.get_config('layers=1')
+  kept = (config.compute_dtype, config.batch_size)
+  common.configure(config, args)
+  assert (config.compute_dtype, config.batch_size, config.steps_per_call) == (*kept, 1)
+  args = parser.parse_args(['--dtype=bfloat16', '--batch_size=4', '--steps_per_call=2',
+                            '--set=batch_size=8', '--set=model.scan_unroll=4'])
+  common.configure(config, args)
+  assert (config.compute_dtype, config.batch_size, config.steps_per_call,
+          config.model.scan_unroll) == ('bfloat16', 8, 2, 4)
+
+
+# --- benchmarks/profile_step.py: the trace analysis (synthetic traces; no profiler needed) ---
+
+from benchmarks import profile_step  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _meta(pid, name, tid=None):
+  if tid is None:
+    return {'ph': 'M', 'pid': pid, 'name': 'process_name', 'args': {'name': name}}
+  return {'ph': 'M', 'pid': pid, 'tid': tid, 'name': 'thread_name', 'args': {'name': name}}
+
+
+def _x(pid, tid, name, ts, dur, **args):
+  return {'ph': 'X', 'pid': pid, 'tid': tid, 'name': name, 'ts': ts, 'dur': dur, 'args': args}
+
+
+def _gpu_trace():
+  return {'traceEvents': [
+      _meta(1, '/host:CPU'), _meta(1, 'python', tid=10),
+      _meta(2, '/device:GPU:0'), _meta(2, 'Stream #13(Compute)', tid=20),
+      _meta(2, 'Stream #14(MemcpyD2D)', tid=21), _meta(2, 'XLA Modules', tid=22),
+      _x(1, 10, 'PjitFunction(train_step)', 0, 50),  # Host: not a kernel.
+      _x(2, 22, 'jit_train_step', 0, 100),  # A derived line: would double count.
+      _x(2, 20, 'sm90_xmma_gemm_f32f32_tf32', 0, 10, hlo_op='command_buffer_3'),
+      _x(2, 20, 'loop_add_fusion_2', 10, 4, hlo_op='command_buffer_3'),
+      _x(2, 20, 'sm90_xmma_gemm_f32f32_tf32', 20, 10, hlo_op='command_buffer_3'),
+      _x(2, 21, 'wrapped_transpose_1', 25, 10, hlo_op='wrapped_transpose.1'),  # Overlaps.
+  ]}
+
+
+def test_device_events_take_stream_kernels_only_and_name_them_by_kernel():
+  ops, kernels, source = profile_step.device_events(_gpu_trace())
+  assert source == 'device' and ops == []
+  assert [k.name for k in kernels] == ['sm90_xmma_gemm_f32f32_tf32', 'loop_add_fusion_2',
+                                       'sm90_xmma_gemm_f32f32_tf32', 'wrapped_transpose_1']
+  # Inside a CUDA graph the op is only the graph's name, which says nothing: dropped.
+  assert [k.op for k in kernels] == ['', '', '', 'wrapped_transpose.1']
+
+
+def test_busy_time_counts_overlapping_streams_once():
+  _, kernels, _ = profile_step.device_events(_gpu_trace())
+  assert sum(k.dur for k in kernels) == 34
+  # [0, 10) + [10, 14) + [20, 35): the transpose's [25, 35) overlaps the GEMM's [20, 30).
+  assert profile_step.busy_time(kernels) == 29
+
+
+def test_summaries_group_by_kernel_and_kind_per_step():
+  _, kernels, _ = profile_step.device_events(_gpu_trace())
+  rows = profile_step.summarize(kernels, steps=2, top=10)
+  assert rows[0]['name'] == 'sm90_xmma_gemm_f32f32_tf32'
+  assert (rows[0]['calls/step'], rows[0]['us/step'], rows[0]['us/call']) == ('1', '10.0', '10.0')
+  kinds = {r['kind']: r for r in profile_step.by_kind(kernels, steps=2)}
+  assert set(kinds) == {'matmul', 'fusion', 'copy'}
+  assert kinds['matmul']['share'] == f'{100 * 20 / 34:.1f}%'
+
+
+def test_cpu_traces_fall_back_to_the_runtime_thunks():
+  trace = {'traceEvents': [
+      _meta(1, '/host:CPU'), _meta(1, 'tf_XLAEigen/1', tid=5), _meta(1, 'python', tid=6),
+      _x(1, 5, 'ynn_fusion.3', 0, 30), _x(1, 5, 'ThreadpoolListener::StartRegion', 0, 1),
+      _x(1, 5, 'loop_fusion.1', 30, 5), _x(1, 6, 'PjitFunction(f)', 0, 40),
+  ]}
+  ops, kernels, source = profile_step.device_events(trace)
+  assert source == 'cpu-thunks' and ops == []
+  assert [k.name for k in kernels] == ['ynn_fusion.3', 'loop_fusion.1']
+  assert profile_step.kind_of('ynn_fusion.3') == 'matmul'
+
+
+@pytest.mark.parametrize('name,kind', [
+    ('void cutlass::Kernel2<cutlass_80_tensorop_s1688gemm_128x128>', 'matmul'),
+    ('gemm_fusion_dot_187', 'matmul'), ('triton_softmax_11', 'fusion'),
+    ('input_add_reduce_fusion_47', 'fusion'), ('input_transpose_fusion_12', 'copy'),
+    ('memcpy32_post', 'copy'), ('wrapped_slice_1', 'other')])
+def test_kernel_kinds(name, kind):
+  assert profile_step.kind_of(name) == kind
+
+
+def test_load_config_accepts_variants_and_refuses_other_paths(tmp_path):
+  config = profile_step.load_config('configs/vit_postnorm.py:layers=6,optimizer=adamw')
+  assert config.model.num_layers == 6 and config.model.block == 'postnorm'
+  with pytest.raises(SystemExit, match='configs/NAME.py'):
+    profile_step.load_config(str(tmp_path / 'x.py'))
+  with pytest.raises(SystemExit, match='configs/NAME.py'):
+    profile_step.load_config('configs/no_such_config.py')
+
+
+def test_load_trace_names_the_folder_when_there_is_no_trace(tmp_path):
+  with pytest.raises(SystemExit, match=str(tmp_path)):
+    profile_step.load_trace(str(tmp_path))

@@ -109,3 +109,24 @@ def test_attend_is_tied_projection_with_float32_logits():
   assert out.dtype == jnp.float32
   expected = np.asarray(x, np.float32) @ np.asarray(table.astype(jnp.bfloat16), np.float32).T + bias
   np.testing.assert_allclose(out, expected, rtol=1e-2, atol=1e-2)
+
+
+def test_scan_unroll_zero_picks_the_backend_default_and_positive_values_are_kept():
+  from models import lstm_lm  # pylint: disable=g-import-not-at-top
+  assert lstm_lm.resolve_unroll(0, 'cpu') == 1
+  assert lstm_lm.resolve_unroll(0, 'gpu') == lstm_lm.resolve_unroll(0, 'tpu') == 16
+  assert lstm_lm.resolve_unroll(8, 'cpu') == lstm_lm.resolve_unroll(8, 'gpu') == 8
+  assert lstm_lm.resolve_unroll(0) == 1  # The tests run on the CPU.
+
+
+@pytest.mark.parametrize('value', [-1, True, 2.0, '4'])
+def test_scan_unroll_must_be_zero_or_a_positive_integer(value):
+  from configs import lstm_lm as lstm_config  # pylint: disable=g-import-not-at-top
+  from curvelab import errors  # pylint: disable=g-import-not-at-top
+  from models import lstm_lm  # pylint: disable=g-import-not-at-top
+  config = lstm_config.get_config('layers=1').model
+  lstm_lm.validate(config)  # The default (0, automatic) is valid.
+  with config.ignore_type():
+    config.scan_unroll = value
+  with pytest.raises(errors.ConfigError, match='model.scan_unroll must be 0 .automatic. or a positive'):
+    lstm_lm.validate(config)
