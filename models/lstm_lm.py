@@ -7,7 +7,6 @@ part, never a Python loop.
 """
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,21 +43,6 @@ class LSTMLanguageModel(nn.Module):
     return embed.attend(h, bias)
 
 
-# Time steps per loop iteration of the recurrence where ``model.scan_unroll`` is 0 (automatic).
-# On an H200 the float32 lm1 epoch took 8.0 s unrolled 1, 5.9 s at 8, 5.7 s at 16 and 5.5 s at 32,
-# compiling in 10.8 s at 16 and 13.5 s at 32 (docs/benchmarks.md). On the 2-core CPU unrolling
-# 8 steps made no measurable difference (375 and 419 tokens/s against 406 and 405) and doubled
-# the compile time (6-7 s against 3.5 s), so CPUs keep 1. TPUs, not measured, get the GPU's.
-ACCELERATOR_UNROLL = 16
-
-
-def resolve_unroll(value: int, backend: str | None = None) -> int:
-  """``model.scan_unroll`` as used: itself when positive, else the backend's default."""
-  if value:
-    return value
-  return 1 if (backend or jax.default_backend()) == 'cpu' else ACCELERATOR_UNROLL
-
-
 def validate(model_config, *, example_shape=None) -> None:
   del example_shape
   for field in ('num_layers', 'hidden_size', 'embed_size'):
@@ -87,4 +71,5 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> LSTMLang
       hidden_size=model_config.hidden_size, embed_size=model_config.embed_size,
       dropout=model_config.dropout, embedding_init=initial_embedding(model_config, num_outputs),
       freeze_embeddings=model_config.freeze_embeddings,
-      scan_unroll=resolve_unroll(model_config.get('scan_unroll', 0)), dtype=jnp.dtype(dtype))
+      scan_unroll=recurrent.resolve_unroll(model_config.get('scan_unroll', 0)),
+      dtype=jnp.dtype(dtype))

@@ -6,6 +6,7 @@ at real positions: padded frames are zeroed before each convolution, convolution
 at each sequence's length.
 """
 
+import functools
 import math
 from typing import Sequence
 
@@ -13,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from models import recurrent
 
 XAVIER = nn.initializers.xavier_uniform()
 
@@ -177,7 +180,10 @@ class LSTMEncoder(nn.Module):
   """Stacked (bi)directional LSTMs that stop at each sequence's length.
 
   The backward direction reverses only the real frames (``seq_lengths``), so padding reaches
-  neither direction's outputs at real positions.
+  neither direction's outputs at real positions. Each direction is ``recurrent.LSTM``: the input
+  projection runs once over the sequence, outside the time loop (the same function as
+  ``nn.RNN(nn.OptimizedLSTMCell)``, with the gates' weights fused), unrolled per
+  ``recurrent.resolve_unroll``.
   """
   hidden_size: int
   num_layers: int = 1
@@ -188,15 +194,15 @@ class LSTMEncoder(nn.Module):
   @nn.compact
   def __call__(self, x, mask, *, train: bool):
     seq_lengths = lengths(mask)
+    unroll = recurrent.resolve_unroll(0)
     for i in range(self.num_layers):
-      forward = nn.RNN(nn.OptimizedLSTMCell(self.hidden_size, dtype=self.dtype),
-                       name=f'lstm_{i}_fwd')
+      lstm = functools.partial(recurrent.LSTM, self.hidden_size, dtype=self.dtype, unroll=unroll)
+      forward = lstm(name=f'lstm_{i}_fwd')(x)
       if self.bidirectional:
-        backward = nn.RNN(nn.OptimizedLSTMCell(self.hidden_size, dtype=self.dtype),
-                          reverse=True, keep_order=True, name=f'lstm_{i}_bwd')
-        x = nn.Bidirectional(forward, backward, name=f'bilstm_{i}')(x, seq_lengths=seq_lengths)
+        backward = lstm(reverse=True, name=f'lstm_{i}_bwd')(x, seq_lengths)
+        x = jnp.concatenate([forward, backward], axis=-1)
       else:
-        x = forward(x, seq_lengths=seq_lengths)
+        x = forward
       x = nn.Dropout(self.dropout)(x, deterministic=not train)
     return x * mask[..., None].astype(x.dtype)
 

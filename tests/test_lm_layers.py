@@ -112,11 +112,10 @@ def test_attend_is_tied_projection_with_float32_logits():
 
 
 def test_scan_unroll_zero_picks_the_backend_default_and_positive_values_are_kept():
-  from models import lstm_lm  # pylint: disable=g-import-not-at-top
-  assert lstm_lm.resolve_unroll(0, 'cpu') == 1
-  assert lstm_lm.resolve_unroll(0, 'gpu') == lstm_lm.resolve_unroll(0, 'tpu') == 16
-  assert lstm_lm.resolve_unroll(8, 'cpu') == lstm_lm.resolve_unroll(8, 'gpu') == 8
-  assert lstm_lm.resolve_unroll(0) == 1  # The tests run on the CPU.
+  assert recurrent.resolve_unroll(0, 'cpu') == 1
+  assert recurrent.resolve_unroll(0, 'gpu') == recurrent.resolve_unroll(0, 'tpu') == 16
+  assert recurrent.resolve_unroll(8, 'cpu') == recurrent.resolve_unroll(8, 'gpu') == 8
+  assert recurrent.resolve_unroll(0) == 1  # The tests run on the CPU.
 
 
 @pytest.mark.parametrize('value', [-1, True, 2.0, '4'])
@@ -130,3 +129,32 @@ def test_scan_unroll_must_be_zero_or_a_positive_integer(value):
     config.scan_unroll = value
   with pytest.raises(errors.ConfigError, match='model.scan_unroll must be 0 .automatic. or a positive'):
     lstm_lm.validate(config)
+
+
+def test_flip_sequences_reverses_real_steps_only_and_is_its_own_inverse():
+  x = jnp.arange(2 * 5, dtype=jnp.float32).reshape(2, 5)[..., None]
+  flipped = recurrent.flip_sequences(x, jnp.array([3, 5]))
+  np.testing.assert_array_equal(flipped[..., 0], [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]])
+  np.testing.assert_array_equal(recurrent.flip_sequences(flipped, jnp.array([3, 5])), x)
+
+
+def test_reverse_lstm_with_lengths_matches_flax_reverse_rnn_at_real_steps():
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(3, 7, 4)), jnp.float32)
+  lengths = jnp.array([7, 4, 1])
+  reference = nn.RNN(nn.OptimizedLSTMCell(5), reverse=True, keep_order=True)
+  ref_params = reference.init(jax.random.key(1), x, seq_lengths=lengths)['params']
+  ref_params = jax.tree.map(lambda p: p + 0.1 * jnp.arange(p.size).reshape(p.shape) / p.size,
+                            ref_params)
+  expected = reference.apply({'params': ref_params}, x, seq_lengths=lengths)
+  params = _flax_lstm_params_as_ours(ref_params['cell'])
+  for unroll in (1, 3):
+    got = recurrent.LSTM(5, reverse=True, unroll=unroll).apply({'params': params}, x, lengths)
+    real = (jnp.arange(7)[None, :] < lengths[:, None])[..., None]
+    np.testing.assert_allclose(jnp.where(real, got, 0), jnp.where(real, expected, 0),
+                               rtol=1e-5, atol=1e-6)
+  # Padding content never reaches a real step's output.
+  noisy = jnp.where(jnp.arange(7)[None, :, None] < lengths[:, None, None], x, 1e3)
+  got_noisy = recurrent.LSTM(5, reverse=True).apply({'params': params}, noisy, lengths)
+  np.testing.assert_allclose(jnp.where(real, got_noisy, 0), jnp.where(real, expected, 0),
+                             rtol=1e-5, atol=1e-6)
