@@ -103,7 +103,8 @@ item epoch_resnet20_bf16 80 epoch_run resnet20_bf16 configs/cnn.py:arch=resnet \
   --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 item vit_f32_scan16 50 $PY benchmarks/vit_step.py --only=7 --steps_per_call=16 --steps=64 \
   --repeats=5 "${STEP_SMOKE[@]}"
-item profile_vit7_f32 60 bash -c '$PY benchmarks/profile_step.py --config=$0 --steps=20 --top=60 \
+item profile_vit7_f32 60 bash -c 'rm -rf /tmp/curvelab-suite-profile && \
+  $PY benchmarks/profile_step.py --config=$0 --steps=20 --top=60 \
   --trace_dir=/tmp/curvelab-suite-profile --json=$1/profile_vit7_f32.json "${@:2}" && \
   cp "$(find /tmp/curvelab-suite-profile -name perfetto_trace.json.gz | head -1)" \
   "$1/profile_vit7_f32_trace.json.gz"' $VIT7 "$OUT" "${STEP_SMOKE[@]}"
