@@ -125,8 +125,8 @@ def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
                    batch_size: int | None = None) -> None:
   """The flags every step benchmark shares.
 
-  ``--steps``, ``--repeats``, ``--dtype`` (``None``: keep the config's), ``--batch_size``
-  (``None``: keep the config's), ``--steps_per_call`` and the repeatable ``--set FIELD=VALUE``.
+  ``--steps``, ``--repeats``, ``--dtype``, ``--batch_size``, ``--steps_per_call`` (each left
+  unset keeps the config's value) and the repeatable ``--set FIELD=VALUE``.
   :func:`configure` applies them to a config.
   """
   parser.add_argument('--steps', type=int, default=steps, help='Steps timed per repeat.')
@@ -135,8 +135,8 @@ def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
                       help='compute_dtype (parameters and optimizer state stay float32).')
   parser.add_argument('--batch_size', type=int, default=batch_size,
                       help='Global batch size (default: the config\'s).')
-  parser.add_argument('--steps_per_call', type=int, default=1,
-                      help='Optimizer steps per compiled call (lax.scan).')
+  parser.add_argument('--steps_per_call', type=int, default=None,
+                      help='Optimizer steps per compiled call (lax.scan; default: the config\'s).')
   parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
                       help='Config override, repeatable (e.g. model.scan_unroll=8).')
 
@@ -147,7 +147,8 @@ def configure(config, args):
     config.compute_dtype = args.dtype
   if args.batch_size:
     config.batch_size = args.batch_size
-  config.steps_per_call = args.steps_per_call
+  if args.steps_per_call:
+    config.steps_per_call = args.steps_per_call
   return apply_overrides(config, args.set)
 
 

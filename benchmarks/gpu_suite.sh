@@ -10,7 +10,8 @@
 # PyTorch in float32 and bfloat16, scanned chunks of 16 steps, the 1-layer LSTM LM step against
 # PyTorch (cuDNN), and whole epochs of train.py with the device-resident input path on
 # synthetic_cifar10 (CIFAR-10's shapes; real files cannot travel to the machine), and a profile of
-# the exp 7 float32 step (benchmarks/profile_step.py; its summary and perfetto trace land in $OUT).
+# the exp 7 float32 step (benchmarks/profile_step.py; its tables, summary and perfetto trace land in
+# $OUT as profile_vit7_f32.*).
 # Every command's output goes to $OUT/suite.log; the item table is printed last.
 #
 # Wheels of packages the machine lacks can be put in .whl/ (see docs/benchmarks.md); they are
@@ -105,7 +106,8 @@ item vit_f32_scan16 50 $PY benchmarks/vit_step.py --only=7 --steps_per_call=16 -
   --repeats=5 "${STEP_SMOKE[@]}"
 item profile_vit7_f32 60 bash -c 'rm -rf /tmp/curvelab-suite-profile && \
   $PY benchmarks/profile_step.py --config=$0 --steps=20 --top=60 \
-  --trace_dir=/tmp/curvelab-suite-profile --json=$1/profile_vit7_f32.json "${@:2}" && \
+  --trace_dir=/tmp/curvelab-suite-profile "--json=$1/profile_vit7_f32.json" "${@:2}" \
+  > "$1/profile_vit7_f32.txt" && \
   cp "$(find /tmp/curvelab-suite-profile -name perfetto_trace.json.gz | head -1)" \
   "$1/profile_vit7_f32_trace.json.gz"' $VIT7 "$OUT" "${STEP_SMOKE[@]}"
 item epoch_resnet18_bf16 80 epoch_run resnet18_bf16 configs/cnn.py:arch=resnet18 \

@@ -50,6 +50,8 @@ def main() -> None:
                                repeats=args.repeats)
     tokens = config.batch_size * config.dataset.sequence_length
     row = {'run': name, 'config': f'{module.__name__.split(".")[-1]}:{variant}',
+           'batch': f'{config.batch_size} x {config.dataset.sequence_length}',
+           'dtype': config.compute_dtype,
            'params': f'{t.params:,}', 'tokens/s': f'{tokens / t.step_s:,.0f}',
            's/epoch': f'{EPOCH_TOKENS / tokens * t.step_s:.1f}', 'compile_s': f'{t.compile_s:.1f}',
            'peak_mem': f'{t.peak_memory_bytes / 2**20:.0f} MiB' if t.peak_memory_bytes else 'n/a'}
@@ -59,9 +61,10 @@ def main() -> None:
     if args.torch and module is lstm_lm:
       from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
       try:
-        pt_s, _, _ = torch_baseline.lstm_step_seconds(config.model.num_layers, config.optimizer,
-                                                      vocab=args.vocab, steps=args.steps,
-                                                      repeats=args.repeats, dtype=args.dtype)
+        pt_s, _, _ = torch_baseline.lstm_step_seconds(
+            config.model.num_layers, config.optimizer, vocab=args.vocab,
+            batch=config.batch_size, length=config.dataset.sequence_length, steps=args.steps,
+            repeats=args.repeats, dtype=config.compute_dtype)
       except RuntimeError as exc:  # E.g. PyTorch's CPU LSTM has no bfloat16 kernel.
         row['torch tok/s'] = f'failed: {str(exc).splitlines()[0][:60]}'
       else:
@@ -69,9 +72,8 @@ def main() -> None:
         row['speedup'] = f'{pt_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured {name}', file=sys.stderr, flush=True)
-  print(f'LM train step, batch 16 x 256 tokens, vocab {args.vocab}, {args.dtype}, on '
-        f'{common.device_line()}')
-  common.print_table(rows, ['run', 'config', 'params', 'tokens/s', 's/epoch', 'GFLOP/step',
+  print(f'LM train step, synthetic tokens, vocab {args.vocab}, on {common.device_line()}')
+  common.print_table(rows, ['run', 'config', 'batch', 'dtype', 'params', 'tokens/s', 's/epoch', 'GFLOP/step',
                             'TFLOP/s', 'peak_mem', 'compile_s', 'torch tok/s', 'speedup'])
 
 

@@ -53,8 +53,10 @@ def kind_of(name: str) -> str:
   matmuls.
   """
   low = name.lower()
-  if any(k in low for k in ('gemm', 'cublas', 'cutlass', 'xmma', 'dot', 'conv', 'matmul',
-                            'sm90_', 'sm80_', 'cudnn', 'flash', 'ynn_', 'xnn_', 'onednn')):
+  # 'convolution'/'convolve'/'conv_', never 'conv' alone: XLA's convert fusions are elementwise.
+  if any(k in low for k in ('gemm', 'cublas', 'cutlass', 'xmma', 'dot', 'convolution', 'convolve',
+                            'conv_', 'conv-', 'matmul', 'sm90_', 'sm80_', 'cudnn', 'flash',
+                            'ynn_', 'xnn_', 'onednn')):
     return 'matmul'
   if any(k in low for k in ('copy', 'memcpy', 'memset', 'transpose')):
     return 'copy'

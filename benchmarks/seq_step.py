@@ -73,7 +73,7 @@ def main() -> None:
     real_frames = float(batch['input_mask'].sum())
     real_tokens = float(batch['target_mask'].sum())
     config_name = module.__name__.split('.')[-1] + (f':{variant}' if variant else '')
-    row = {'run': name, 'config': config_name,
+    row = {'run': name, 'config': config_name, 'dtype': config.compute_dtype,
            'params': f'{t.params:,}', 'batch': t.batch, 'step_ms': f'{1e3 * t.step_s:.1f}',
            'frames/s': f'{real_frames / t.step_s:,.0f}',
            'tokens/s': f'{real_tokens / t.step_s:,.0f}', 'compile_s': f'{t.compile_s:.1f}',
@@ -83,9 +83,9 @@ def main() -> None:
     rows.append(row)
     print(f'  measured {name}', file=sys.stderr, flush=True)
   print(f'Sequence train step, {args.frames} frames x {args.features} features, targets of '
-        f'{args.target_length} tokens (vocab {args.vocab}), {args.dtype}, on '
+        f'{args.target_length} tokens (vocab {args.vocab}), on '
         f'{common.device_line()}')
-  common.print_table(rows, ['run', 'config', 'params', 'batch', 'step_ms', 'frames/s', 'tokens/s',
+  common.print_table(rows, ['run', 'config', 'dtype', 'params', 'batch', 'step_ms', 'frames/s', 'tokens/s',
                             'TFLOP/s', 'peak_mem', 'compile_s'])
 
 

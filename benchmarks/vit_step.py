@@ -59,20 +59,21 @@ def main() -> None:
       row['GFLOP/step'] = f'{t.flops_per_step / 1e9:.1f}'
       row['TFLOP/s'] = f'{tflops:.2f}'
       if peaks:
-        row['MFU'] = f'{100 * tflops * 1e12 / peaks[0 if args.dtype == "bfloat16" else 1]:.1f}%'
+        row['MFU'] = f'{100 * tflops * 1e12 / peaks[config.compute_dtype != "bfloat16"]:.1f}%'
     row['peak_mem'] = (f'{t.peak_memory_bytes / 2**20:.0f} MiB' if t.peak_memory_bytes
                        else 'n/a')
     if args.torch:
       from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
       pt_s, pt_params, _ = torch_baseline.vit_step_seconds(
-          config.model.num_layers, config.model.block, config.optimizer, batch=args.batch_size,
-          steps=args.steps, repeats=args.repeats, dtype=args.dtype)
+          config.model.num_layers, config.model.block, config.optimizer, batch=config.batch_size,
+          steps=args.steps, repeats=args.repeats, dtype=config.compute_dtype)
       assert pt_params == t.params, (pt_params, t.params)
-      row['torch ex/s'] = f'{args.batch_size / pt_s:,.0f}'
+      row['torch ex/s'] = f'{config.batch_size / pt_s:,.0f}'
       row['speedup'] = f'{pt_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured exp{exp}', file=sys.stderr, flush=True)
-  print(f'ViT train step, batch {args.batch_size}, {args.dtype}, on {common.device_line()}')
+  print(f'ViT train step, batch {config.batch_size}, {config.compute_dtype}, on '
+        f'{common.device_line()}')
   common.print_table(rows, ['exp', 'config', 'params', 'examples/s', 's/epoch', 'GFLOP/step',
                             'TFLOP/s', 'MFU', 'peak_mem', 'compile_s', 'torch ex/s', 'speedup'])
 

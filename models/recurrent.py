@@ -44,7 +44,8 @@ def flip_sequences(x: jax.Array, lengths: jax.Array) -> jax.Array:
   flipped batch reaches every real step before any padding. Applying it twice is the identity.
   """
   steps = jnp.arange(x.shape[1])
-  lengths = lengths.astype(steps.dtype)[:, None]
+  # Clipped to [0, T]: a length past the end would index outside the sequence.
+  lengths = jnp.clip(jnp.asarray(lengths).astype(steps.dtype), 0, x.shape[1])[:, None]
   index = jnp.where(steps < lengths, lengths - 1 - steps, steps)
   return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
 

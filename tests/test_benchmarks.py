@@ -27,11 +27,12 @@ def test_shared_step_flags_configure_a_config_and_set_wins():
   common.add_step_flags(parser, steps=7, dtype=None)
   args = parser.parse_args([])
   assert (args.steps, args.repeats, args.dtype, args.batch_size, args.steps_per_call) == (
-      7, 3, None, None, 1)
+      7, 3, None, None, None)
   config = lstm_lm.get_config('layers=1')
-  kept = (config.compute_dtype, config.batch_size)
+  config.steps_per_call = 4
+  kept = (config.compute_dtype, config.batch_size, config.steps_per_call)
   common.configure(config, args)
-  assert (config.compute_dtype, config.batch_size, config.steps_per_call) == (*kept, 1)
+  assert (config.compute_dtype, config.batch_size, config.steps_per_call) == kept
   args = parser.parse_args(['--dtype=bfloat16', '--batch_size=4', '--steps_per_call=2',
                             '--set=batch_size=8', '--set=model.scan_unroll=4'])
   common.configure(config, args)
@@ -110,7 +111,10 @@ def test_cpu_traces_fall_back_to_the_runtime_thunks():
     ('void cutlass::Kernel2<cutlass_80_tensorop_s1688gemm_128x128>', 'matmul'),
     ('gemm_fusion_dot_187', 'matmul'), ('triton_softmax_11', 'fusion'),
     ('input_add_reduce_fusion_47', 'fusion'), ('input_transpose_fusion_12', 'copy'),
-    ('memcpy32_post', 'copy'), ('wrapped_slice_1', 'other')])
+    ('memcpy32_post', 'copy'), ('wrapped_slice_1', 'other'),
+    ('loop_convert_fusion_18', 'fusion'), ('convert.12', 'other'),
+    ('void convolve_common_engine_float_NHWC<float>', 'matmul'),
+    ('cudnn-conv-bias-activation.3', 'matmul'), ('wgrad_alg0_engine conv_kernel', 'matmul')])
 def test_kernel_kinds(name, kind):
   assert profile_step.kind_of(name) == kind
 

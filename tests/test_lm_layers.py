@@ -115,7 +115,7 @@ def test_scan_unroll_zero_picks_the_backend_default_and_positive_values_are_kept
   assert recurrent.resolve_unroll(0, 'cpu') == 1
   assert recurrent.resolve_unroll(0, 'gpu') == recurrent.resolve_unroll(0, 'tpu') == 16
   assert recurrent.resolve_unroll(8, 'cpu') == recurrent.resolve_unroll(8, 'gpu') == 8
-  assert recurrent.resolve_unroll(0) == 1  # The tests run on the CPU.
+  assert recurrent.resolve_unroll(0) == (1 if jax.default_backend() == 'cpu' else 16)
 
 
 @pytest.mark.parametrize('value', [-1, True, 2.0, '4'])
@@ -136,6 +136,9 @@ def test_flip_sequences_reverses_real_steps_only_and_is_its_own_inverse():
   flipped = recurrent.flip_sequences(x, jnp.array([3, 5]))
   np.testing.assert_array_equal(flipped[..., 0], [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]])
   np.testing.assert_array_equal(recurrent.flip_sequences(flipped, jnp.array([3, 5])), x)
+  # Lengths are clipped to the sequence; a plain list works; zero length leaves all in place.
+  np.testing.assert_array_equal(recurrent.flip_sequences(x, [9, 0])[..., 0],
+                                [[4, 3, 2, 1, 0], [5, 6, 7, 8, 9]])
 
 
 def test_reverse_lstm_with_lengths_matches_flax_reverse_rnn_at_real_steps():
