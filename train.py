@@ -130,8 +130,11 @@ def _check_input_mode(config, data) -> None:
       raise errors.ConfigError(
           f'input_mode=device supports in-memory image datasets; dataset.name='
           f'{config.dataset.name!r} with task {config.task.name!r} allows: host.')
-    from input_pipeline import augment as augment_lib  # pylint: disable=g-import-not-at-top
-    extra = [o for o in augment_lib.active_options(config.dataset.augment) if o != 'pad_crop']
+    # pylint: disable=g-import-not-at-top
+    from input_pipeline import augment as augment_lib
+    from input_pipeline import device as device_lib
+    extra = [o for o in augment_lib.active_options(config.dataset.augment)
+             if o not in device_lib.DEVICE_OPTIONS]
     if extra:
       raise errors.ConfigError(
           f'input_mode=device runs flip, random resized crop and pad_crop on the device; dataset.'

@@ -106,19 +106,28 @@ def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: 
                     repeats: int) -> StepTiming:
   """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times."""
   c = compile_train_step(config, batch, num_outputs=num_outputs)
-  state, metrics, k = c.state, c.metrics, c.steps_per_call
-  calls = max(1, steps // k)
+  step_s = run_steps(c, steps=steps, repeats=repeats)
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return StepTiming(name=name, params=c.params, batch=c.batch, step_s=step_s,
+                    flops_per_step=c.flops_per_step, compile_s=c.compile_s,
+                    peak_memory_bytes=stats.get('peak_bytes_in_use'))
+
+
+def run_steps(c: CompiledStep, *, steps: int, repeats: int = 1) -> float:
+  """Runs ``steps`` steps (whole calls), ``repeats`` times; the median seconds per step.
+
+  ``c.state`` and ``c.metrics`` advance with the run (the compiled call donates them), so a
+  following run, e.g. under the profiler, continues from where this one ended.
+  """
+  calls = max(1, steps // c.steps_per_call)
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
     for _ in range(calls):
-      state, metrics = c.call(state, metrics)
-    jax.block_until_ready(state)
-    times.append((time.perf_counter() - start) / (calls * k))
-  stats = jax.local_devices()[0].memory_stats() or {}
-  return StepTiming(name=name, params=c.params, batch=c.batch, step_s=statistics.median(times),
-                    flops_per_step=c.flops_per_step, compile_s=c.compile_s,
-                    peak_memory_bytes=stats.get('peak_bytes_in_use'))
+      c.state, c.metrics = c.call(c.state, c.metrics)
+    jax.block_until_ready(c.state)
+    times.append((time.perf_counter() - start) / (calls * c.steps_per_call))
+  return statistics.median(times)
 
 
 def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',

@@ -26,9 +26,7 @@ import gzip
 import importlib
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -189,23 +187,13 @@ def main() -> None:
   common.configure(config, args)
   batch, num_outputs = make_batch(args, config)
   c = common.compile_train_step(config, batch, num_outputs=num_outputs)
-  state, metrics, k = c.state, c.metrics, c.steps_per_call
-  calls = max(1, args.steps // k)
-  times = []
-  for _ in range(args.repeats):
-    start = time.perf_counter()
-    for _ in range(calls):
-      state, metrics = c.call(state, metrics)
-    jax.block_until_ready(state)
-    times.append((time.perf_counter() - start) / (calls * k))
-  wall_us = statistics.median(times) * 1e6
+  k = c.steps_per_call
+  wall_us = common.run_steps(c, steps=args.steps, repeats=args.repeats) * 1e6
 
   jax.profiler.start_trace(args.trace_dir, create_perfetto_trace=True)
-  for _ in range(calls):
-    state, metrics = c.call(state, metrics)
-  jax.block_until_ready(state)
+  common.run_steps(c, steps=args.steps)
   jax.profiler.stop_trace()
-  steps = calls * k
+  steps = max(1, args.steps // k) * k
   ops, kernels, source = device_events(load_trace(args.trace_dir))
   print(f'{args.config} {" ".join(args.set or [])} batch {c.batch}, steps_per_call {k}, on '
         f'{common.device_line()}')

@@ -3,8 +3,8 @@
 The decoded training split (uint8, e.g. CIFAR-10's 150 MB) is put on the devices once. Each epoch
 only its order travels: the same grain permutation the host path uses, as one int32 array of
 ``steps x batch`` indices (180 KB for CIFAR-10). Gathering, the reference augmentations (random
-resized crop, horizontal flip, and the CIFAR padded crop) and normalisation then run inside the compiled step, batched, so a
-step needs no host work at all.
+resized crop, horizontal flip, and the CIFAR padded crop) and normalisation then run inside the
+compiled step, batched, so a step needs no host work at all.
 
 Randomness is ``fold_in(key(seed), step)`` per step and ``fold_in(., example)`` per example, so it
 is independent of how steps are grouped into compiled calls and of resumption. It is not the numpy
@@ -78,6 +78,11 @@ def _resize_box(image, box, out_h: int, out_w: int):
   top_row = g(y0, x0) * (1 - wx) + g(y0, x1) * wx
   bottom_row = g(y1, x0) * (1 - wx) + g(y1, x1) * wx
   return top_row * (1 - wy) + bottom_row * wy
+
+
+# The optional ``dataset.augment`` ops (``augment.active_options``) this path runs on the device;
+# the others (RandAugment, mixup, CutMix) are host-only.
+DEVICE_OPTIONS = ('pad_crop',)
 
 
 def pad_crop(images, key, *, padding: int):

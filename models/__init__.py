@@ -30,19 +30,16 @@ def register(name: str, *, validator: Callable[..., None] | None = None):
   return wrap
 
 
-_REQUIRED = object()
-
-
-def check_positive_ints(model_config, field: str, *, default=_REQUIRED) -> tuple[int, ...]:
+def check_positive_ints(model_config, field: str) -> tuple[int, ...]:
   """``model.<field>`` (an int, or a non-empty tuple of ints) as a tuple of positive ints.
 
   Every model's validator uses this one check. Booleans are refused (``True`` is an ``int`` to
-  Python). ``default`` is the value of a field that configs written before it existed may lack.
+  Python).
 
   Raises:
     ConfigError: naming the field and the value it got.
   """
-  value = model_config[field] if default is _REQUIRED else model_config.get(field, default)
+  value = model_config[field]
   values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
   if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
     what = 'positive integers' if isinstance(value, (tuple, list)) else 'a positive integer'
