@@ -187,6 +187,15 @@ def apply_overrides(config, items: list[str] | None):
   return config
 
 
+def select_runs(only: str, names: list[str]) -> set[str]:
+  """The run names that ``--only`` (comma-separated; empty = all) picks; exits on unknown names."""
+  picked = {x.strip() for x in only.split(',') if x.strip()}
+  unknown = sorted(picked - set(names))
+  if unknown:
+    raise SystemExit(f'--only: unknown run(s) {", ".join(unknown)}; choose from {", ".join(names)}.')
+  return picked or set(names)
+
+
 def print_table(rows: list[dict], columns: list[str]) -> None:
   widths = {c: max(len(c), *(len(str(r.get(c, ''))) for r in rows)) for c in columns}
   print(' | '.join(c.ljust(widths[c]) for c in columns))

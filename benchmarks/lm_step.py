@@ -38,10 +38,10 @@ def main() -> None:
   parser.add_argument('--torch', action='store_true',
                       help='Also time the LSTMs in plain PyTorch (benchmarks/torch_baseline.py).')
   args = parser.parse_args()
-  only = {x for x in args.only.split(',') if x}
+  only = common.select_runs(args.only, [name for name, _, _ in REFERENCE])
   rows = []
   for name, module, variant in REFERENCE:
-    if only and name not in only:
+    if name not in only:
       continue
     config = module.get_config(variant)
     common.configure(config, args)

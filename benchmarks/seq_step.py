@@ -58,10 +58,10 @@ def main() -> None:
   parser.add_argument('--target_length', type=int, default=32)
   parser.add_argument('--vocab', type=int, default=1000)
   args = parser.parse_args()
-  only = {x for x in args.only.split(',') if x}
+  only = common.select_runs(args.only, [name for name, _, _ in RUNS])
   rows = []
   for name, module, variant in RUNS:
-    if only and name not in only:
+    if name not in only:
       continue
     config = module.get_config(variant)
     config.doctor.enabled = False

@@ -38,12 +38,12 @@ def main() -> None:
   parser.add_argument('--torch', action='store_true',
                       help='Also time the same model in plain PyTorch (benchmarks/torch_baseline.py).')
   args = parser.parse_args()
-  only = {int(x) for x in args.only.split(',') if x}
+  only = common.select_runs(args.only, [str(exp) for exp, _, _ in REFERENCE])
   import jax  # pylint: disable=g-import-not-at-top
   peaks = common.peak_flops(jax.devices()[0])
   rows = []
   for exp, module, variant in REFERENCE:
-    if only and exp not in only:
+    if str(exp) not in only:
       continue
     config = module.get_config(variant)
     common.configure(config, args)

@@ -1,19 +1,19 @@
 """Transformer building blocks shared by the ViT, the Transformer LM and the sequence models."""
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+
+from models import attention
 
 
 class MultiHeadAttention(nn.Module):
-  """Self-attention with Q/K/V/output projections (with biases) and a fused kernel where present.
+  """Self-attention with Q/K/V/output projections (with biases).
 
   Q, K and V come from one [width, 3, heads, head_dim] projection (``qkv``), as in PyTorch's
   ``nn.MultiheadAttention`` (one ``in_proj_weight``, Xavier-uniform over all three): one matmul
-  three times the size of each separate one, which runs at a higher rate on CPUs and launches a
-  third of the kernels on GPUs. ``jax.nn.dot_product_attention`` picks cuDNN's fused attention on
-  GPUs that have it and the plain XLA implementation elsewhere, so the same module is fast on GPU
-  and exact on CPU.
+  three times the size of each separate one, which launches a third of the kernels on GPUs.
+  The attention itself is ``attention.dot_product_attention``, which picks the implementation for
+  the backend.
   """
   num_heads: int
   dtype: jnp.dtype = jnp.float32
@@ -27,7 +27,7 @@ class MultiHeadAttention(nn.Module):
     qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype,
                           kernel_init=nn.initializers.xavier_uniform(), name='qkv')(x)
     q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)
+    y = attention.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)
     y = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype,
                         kernel_init=nn.initializers.xavier_uniform(), name='out')(y)
     return nn.Dropout(self.dropout)(y, deterministic=not train)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models import attention
 from models import recurrent
 
 XAVIER = nn.initializers.xavier_uniform()
@@ -81,24 +82,6 @@ class FeedForward(nn.Module):
     return nn.Dropout(self.dropout)(x, deterministic=not train)
 
 
-def dot_product_attention(q, k, v, *, key_mask=None, causal: bool = False):
-  """Softmax attention [B, Q, H, D] x [B, S, H, D] -> [B, Q, H, D], masked, softmax in float32.
-
-  Written out rather than ``jax.nn.dot_product_attention``: the same XLA computation (which that
-  function also picks unless asked for cuDNN), about a third cheaper to compile on the CPU.
-  A row whose keys are all masked gets uniform weights instead of NaN.
-  """
-  logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, preferred_element_type=jnp.float32)
-  logits = logits / np.sqrt(q.shape[-1]).astype(np.float32)
-  allowed = jnp.ones(logits.shape[-2:], bool)[None, None]
-  if causal:
-    allowed = allowed & jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))[None, None]
-  if key_mask is not None:
-    allowed = allowed & (key_mask > 0)[:, None, None, :]
-  weights = jax.nn.softmax(jnp.where(allowed, logits, -1e30), axis=-1)
-  return jnp.einsum('bhqk,bkhd->bqhd', weights.astype(v.dtype), v)
-
-
 class Attention(nn.Module):
   """Multi-head dot-product attention of ``x`` over ``memory`` (``x`` itself for self-attention).
 
@@ -116,7 +99,8 @@ class Attention(nn.Module):
     proj = lambda name: nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype,
                                         kernel_init=XAVIER, name=name)
     q, k, v = proj('query')(x), proj('key')(memory), proj('value')(memory)
-    y = dot_product_attention(q, k, v, key_mask=key_mask, causal=causal)
+    mask = None if key_mask is None else (key_mask > 0)[:, None, None, :]
+    y = attention.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
     y = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, kernel_init=XAVIER,
                         name='out')(y)
     return nn.Dropout(self.dropout)(y, deterministic=not train)

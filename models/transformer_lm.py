@@ -1,9 +1,9 @@
 """Causal pre-norm Transformer language model with tied input/output embeddings.
 
 Token embedding + learned or sinusoidal positions -> L pre-norm causal blocks -> LayerNorm ->
-logits through the transposed embedding (+ bias). Attention uses ``jax.nn.dot_product_attention``
-with ``is_causal`` (fused on GPUs that have it). Padding sits at the end of sequences, so causal
-attention already keeps it from touching real positions.
+logits through the transposed embedding (+ bias). Attention is ``attention.dot_product_attention``
+with ``is_causal``. Padding sits at the end of sequences, so causal attention already keeps it
+from touching real positions.
 """
 
 import flax.linen as nn

@@ -40,6 +40,14 @@ def test_shared_step_flags_configure_a_config_and_set_wins():
           config.model.scan_unroll) == ('bfloat16', 8, 2, 4)
 
 
+def test_only_selects_named_runs_and_refuses_unknown_ones():
+  names = ['1', '7', 'lm1']
+  assert common.select_runs('', names) == set(names)
+  assert common.select_runs('7, lm1', names) == {'7', 'lm1'}
+  with pytest.raises(SystemExit, match=r'unknown run\(s\) 8, s2s; choose from 1, 7, lm1'):
+    common.select_runs('7,8,s2s', names)
+
+
 # --- benchmarks/profile_step.py: the trace analysis (synthetic traces; no profiler needed) ---
 
 from benchmarks import profile_step  # pylint: disable=g-import-not-at-top,wrong-import-position
