@@ -21,6 +21,7 @@ from curvelab import optim
 from curvelab import sharding
 from curvelab import state as state_lib
 from curvelab import steps as steps_lib
+from models import attention
 import train as train_lib
 
 
@@ -66,8 +67,18 @@ class CompiledStep:
   compile_s: float
 
 
-def compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledStep:
-  """Builds, initialises and compiles train.py's train step for ``config`` on ``batch``."""
+def compile_train_step(config, batch: dict, *, num_outputs: int,
+                       attention_impl: str = 'auto') -> CompiledStep:
+  """Builds, initialises and compiles train.py's train step for ``config`` on ``batch``.
+
+  ``attention_impl`` forces an attention implementation (``attention.IMPLEMENTATIONS``) for the
+  compile; 'auto' picks by backend, as training does.
+  """
+  with attention.implementation(attention_impl):
+    return _compile_train_step(config, batch, num_outputs=num_outputs)
+
+
+def _compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledStep:
   config.metric_writer = 'events'  # Nothing is written; this keeps TensorFlow optional here.
   config = train_lib.prepare_config(config)
   setup = train_lib.build_without_data(config, num_outputs=num_outputs)
@@ -103,9 +114,9 @@ def compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledStep
 
 
 def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,
-                    repeats: int) -> StepTiming:
+                    repeats: int, attention_impl: str = 'auto') -> StepTiming:
   """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times."""
-  c = compile_train_step(config, batch, num_outputs=num_outputs)
+  c = compile_train_step(config, batch, num_outputs=num_outputs, attention_impl=attention_impl)
   step_s = run_steps(c, steps=steps, repeats=repeats)
   stats = jax.local_devices()[0].memory_stats() or {}
   return StepTiming(name=name, params=c.params, batch=c.batch, step_s=step_s,
@@ -135,8 +146,8 @@ def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
   """The flags every step benchmark shares.
 
   ``--steps``, ``--repeats``, ``--dtype``, ``--batch_size``, ``--steps_per_call`` (each left
-  unset keeps the config's value) and the repeatable ``--set FIELD=VALUE``.
-  :func:`configure` applies them to a config.
+  unset keeps the config's value), the repeatable ``--set FIELD=VALUE`` and ``--attention``.
+  :func:`configure` applies them to a config; ``--attention`` goes to :func:`compile_train_step`.
   """
   parser.add_argument('--steps', type=int, default=steps, help='Steps timed per repeat.')
   parser.add_argument('--repeats', type=int, default=3, help='Repeats; the median is reported.')
@@ -148,6 +159,8 @@ def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
                       help='Optimizer steps per compiled call (lax.scan; default: the config\'s).')
   parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
                       help='Config override, repeatable (e.g. model.scan_unroll=8).')
+  parser.add_argument('--attention', default='auto', choices=attention.IMPLEMENTATIONS,
+                      help='Attention implementation: auto (by backend), xla, head_major.')
 
 
 def configure(config, args):

@@ -47,7 +47,7 @@ def main() -> None:
     common.configure(config, args)
     batch = common.random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
-                               repeats=args.repeats)
+                               repeats=args.repeats, attention_impl=args.attention)
     tokens = config.batch_size * config.dataset.sequence_length
     row = {'run': name, 'config': f'{module.__name__.split(".")[-1]}:{variant}',
            'batch': f'{config.batch_size} x {config.dataset.sequence_length}',

@@ -186,7 +186,8 @@ def main() -> None:
   config = load_config(args.config)
   common.configure(config, args)
   batch, num_outputs = make_batch(args, config)
-  c = common.compile_train_step(config, batch, num_outputs=num_outputs)
+  c = common.compile_train_step(config, batch, num_outputs=num_outputs,
+                               attention_impl=args.attention)
   k = c.steps_per_call
   wall_us = common.run_steps(c, steps=args.steps, repeats=args.repeats) * 1e6
 

@@ -69,7 +69,7 @@ def main() -> None:
     batch = random_sequences(config.batch_size, frames=args.frames, features=args.features,
                              target_length=args.target_length, vocab=args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
-                               repeats=args.repeats)
+                               repeats=args.repeats, attention_impl=args.attention)
     real_frames = float(batch['input_mask'].sum())
     real_tokens = float(batch['target_mask'].sum())
     config_name = module.__name__.split('.')[-1] + (f':{variant}' if variant else '')

@@ -49,7 +49,7 @@ def main() -> None:
     common.configure(config, args)
     batch = common.random_images(config.batch_size)
     t = common.time_train_step(f'exp{exp}', config, batch, num_outputs=10, steps=args.steps,
-                               repeats=args.repeats)
+                               repeats=args.repeats, attention_impl=args.attention)
     row = {'exp': exp, 'config': f'{module.__name__.split(".")[-1]}:{variant}',
            'params': f'{t.params:,}', 'examples/s': f'{t.batch / t.step_s:,.0f}',
            's/epoch': f'{EPOCH_EXAMPLES / t.batch * t.step_s:.2f}',

@@ -10,6 +10,8 @@ layout they were produced in and transposes only the smaller [B, T, H, D] operan
 ``docs/benchmarks.md`` has the measurements.
 """
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,26 @@ import numpy as np
 # Chunks of heads on CPUs. On the 2-core development machine two made the ViT step faster than
 # one or four (docs/benchmarks.md).
 CPU_CHUNKS = 2
+
+# 'auto' picks by backend; 'xla' and 'head_major' force one, for A/B timings (see implementation()).
+IMPLEMENTATIONS = ('auto', 'xla', 'head_major')
+_forced = 'auto'
+
+
+@contextlib.contextmanager
+def implementation(name: str):
+  """Attention traced inside the block uses ``name`` on every backend (benchmarks' ``--attention``).
+
+  ``'auto'`` restores the choice by backend. Only tracing sees it: compile inside the block.
+  """
+  global _forced
+  if name not in IMPLEMENTATIONS:
+    raise ValueError(f'attention implementation {name!r}: choose from {", ".join(IMPLEMENTATIONS)}')
+  previous, _forced = _forced, name
+  try:
+    yield
+  finally:
+    _forced = previous
 
 
 def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
@@ -34,11 +56,15 @@ def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
     mask: Optional boolean mask broadcastable to [B, H, T, S]; True where a query may attend.
     is_causal: Also hide keys after each query's own position.
     backend: The backend to choose the implementation for; default: JAX's default backend.
+      :func:`implementation` overrides the choice.
 
   Returns:
     [B, T, H, D] in ``v``'s dtype.
   """
-  if (backend or jax.default_backend()) != 'cpu':
+  choice = _forced
+  if choice == 'auto':
+    choice = 'head_major' if (backend or jax.default_backend()) == 'cpu' else 'xla'
+  if choice == 'xla':
     return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal)
   return chunked_attention(q, k, v, mask=mask, is_causal=is_causal, chunks=CPU_CHUNKS)
 

@@ -92,3 +92,23 @@ def test_non_boolean_mask_is_refused():
   q, k, v, _ = _inputs()
   with pytest.raises(TypeError, match='attention mask must be boolean'):
     attention.chunked_attention(q, k, v, mask=jnp.ones((5, 1, 1, 9)), chunks=2)
+
+
+def test_implementation_forces_a_choice_and_restores_it(monkeypatch):
+  q, k, v, _ = _inputs()
+  calls = []
+  monkeypatch.setattr(jax.nn, 'dot_product_attention',
+                      lambda *a, **kw: calls.append('xla') or jnp.zeros_like(q))
+  monkeypatch.setattr(attention, 'chunked_attention',
+                      lambda *a, chunks, **kw: calls.append('head_major') or jnp.zeros_like(q))
+  with attention.implementation('xla'):
+    attention.dot_product_attention(q, k, v, backend='cpu')
+  with attention.implementation('head_major'):
+    attention.dot_product_attention(q, k, v, backend='gpu')
+  with pytest.raises(RuntimeError), attention.implementation('xla'):
+    raise RuntimeError('the block fails')
+  attention.dot_product_attention(q, k, v, backend='cpu')  # 'auto' again.
+  assert calls == ['xla', 'head_major', 'head_major']
+  with pytest.raises(ValueError, match="attention implementation 'cudnn': choose from auto, xla"):
+    with attention.implementation('cudnn'):
+      pass

@@ -34,7 +34,12 @@ def test_shared_step_flags_configure_a_config_and_set_wins():
   common.configure(config, args)
   assert (config.compute_dtype, config.batch_size, config.steps_per_call) == kept
   args = parser.parse_args(['--dtype=bfloat16', '--batch_size=4', '--steps_per_call=2',
-                            '--set=batch_size=8', '--set=model.scan_unroll=4'])
+                            '--set=batch_size=8', '--set=model.scan_unroll=4',
+                            '--attention=head_major'])
+  assert args.attention == 'head_major'
+  assert parser.parse_args([]).attention == 'auto'
+  with pytest.raises(SystemExit):
+    parser.parse_args(['--attention=cudnn'])
   common.configure(config, args)
   assert (config.compute_dtype, config.batch_size, config.steps_per_call,
           config.model.scan_unroll) == ('bfloat16', 8, 2, 4)
