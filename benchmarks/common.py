@@ -160,7 +160,7 @@ def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
   parser.add_argument('--set', action='append', metavar='FIELD=VALUE',
                       help='Config override, repeatable (e.g. model.scan_unroll=8).')
   parser.add_argument('--attention', default='auto', choices=attention.IMPLEMENTATIONS,
-                      help='Attention implementation: auto (by backend), xla, head_major.')
+                      help='Attention implementation: auto (by backend), xla, cudnn, head_major.')
 
 
 def configure(config, args):

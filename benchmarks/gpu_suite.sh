@@ -8,7 +8,7 @@
 # Runs, in order of importance, until DEADLINE_S seconds have passed (an item whose estimate no
 # longer fits is skipped and listed as such): the reference ViT step (experiments 1 and 7) against
 # PyTorch in float32 and bfloat16, scanned chunks of 16 steps, exp 7 with the head-major attention
-# that CPUs use (--attention=head_major), the 1-layer LSTM LM step against
+# that CPUs use and (bfloat16) with cuDNN's (--attention), the 1-layer LSTM LM step against
 # PyTorch (cuDNN), and whole epochs of train.py with the device-resident input path on
 # synthetic_cifar10 (CIFAR-10's shapes; real files cannot travel to the machine), and a profile of
 # the exp 7 float32 step (benchmarks/profile_step.py; its tables, summary and perfetto trace land in
@@ -116,6 +116,8 @@ item profile_vit7_f32 60 bash -c 'rm -rf /tmp/curvelab-suite-profile && \
   "$1/profile_vit7_f32_trace.json.gz"' $VIT7 "$OUT" "${STEP_SMOKE[@]}"
 item vit7_head_major_bf16_scan16 40 $PY benchmarks/vit_step.py --only=7 --dtype=bfloat16 \
   --steps_per_call=16 --steps=64 --repeats=5 --attention=head_major "${STEP_SMOKE[@]}"
+item vit7_cudnn_bf16_scan16 40 $PY benchmarks/vit_step.py --only=7 --dtype=bfloat16 \
+  --steps_per_call=16 --steps=64 --repeats=5 --attention=cudnn "${STEP_SMOKE[@]}"
 item epoch_resnet18_bf16 80 epoch_run resnet18_bf16 configs/cnn.py:arch=resnet18 \
   --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 

@@ -20,8 +20,9 @@ import numpy as np
 # one or four (docs/benchmarks.md).
 CPU_CHUNKS = 2
 
-# 'auto' picks by backend; 'xla' and 'head_major' force one, for A/B timings (see implementation()).
-IMPLEMENTATIONS = ('auto', 'xla', 'head_major')
+# 'auto' picks by backend; the others force one, for A/B timings (see implementation()). 'cudnn'
+# is jax.nn.dot_product_attention's cuDNN kernel: NVIDIA GPUs, float16/bfloat16 only.
+IMPLEMENTATIONS = ('auto', 'xla', 'cudnn', 'head_major')
 _forced = 'auto'
 
 
@@ -64,8 +65,9 @@ def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
   choice = _forced
   if choice == 'auto':
     choice = 'head_major' if (backend or jax.default_backend()) == 'cpu' else 'xla'
-  if choice == 'xla':
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal)
+  if choice in ('xla', 'cudnn'):
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
+                                        implementation=choice)
   return chunked_attention(q, k, v, mask=mask, is_causal=is_causal, chunks=CPU_CHUNKS)
 
 

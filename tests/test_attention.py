@@ -79,13 +79,13 @@ def test_backend_picks_the_implementation(monkeypatch):
   q, k, v, _ = _inputs()
   calls = []
   monkeypatch.setattr(jax.nn, 'dot_product_attention',
-                      lambda *a, **kw: calls.append('jax') or jnp.zeros_like(q))
+                      lambda *a, implementation, **kw: calls.append(implementation) or q)
   monkeypatch.setattr(attention, 'chunked_attention',
                       lambda *a, chunks, **kw: calls.append(('cpu', chunks)) or jnp.zeros_like(q))
   attention.dot_product_attention(q, k, v, backend='gpu')
   attention.dot_product_attention(q, k, v, backend='tpu')
   attention.dot_product_attention(q, k, v, backend='cpu')
-  assert calls == ['jax', 'jax', ('cpu', attention.CPU_CHUNKS)]
+  assert calls == ['xla', 'xla', ('cpu', attention.CPU_CHUNKS)]
 
 
 def test_non_boolean_mask_is_refused():
@@ -98,17 +98,19 @@ def test_implementation_forces_a_choice_and_restores_it(monkeypatch):
   q, k, v, _ = _inputs()
   calls = []
   monkeypatch.setattr(jax.nn, 'dot_product_attention',
-                      lambda *a, **kw: calls.append('xla') or jnp.zeros_like(q))
+                      lambda *a, implementation, **kw: calls.append(implementation) or q)
   monkeypatch.setattr(attention, 'chunked_attention',
                       lambda *a, chunks, **kw: calls.append('head_major') or jnp.zeros_like(q))
   with attention.implementation('xla'):
+    attention.dot_product_attention(q, k, v, backend='cpu')
+  with attention.implementation('cudnn'):
     attention.dot_product_attention(q, k, v, backend='cpu')
   with attention.implementation('head_major'):
     attention.dot_product_attention(q, k, v, backend='gpu')
   with pytest.raises(RuntimeError), attention.implementation('xla'):
     raise RuntimeError('the block fails')
   attention.dot_product_attention(q, k, v, backend='cpu')  # 'auto' again.
-  assert calls == ['xla', 'head_major', 'head_major']
-  with pytest.raises(ValueError, match="attention implementation 'cudnn': choose from auto, xla"):
-    with attention.implementation('cudnn'):
+  assert calls == ['xla', 'cudnn', 'head_major', 'head_major']
+  with pytest.raises(ValueError, match="attention implementation 'flash': choose from auto, xla"):
+    with attention.implementation('flash'):
       pass

@@ -39,7 +39,7 @@ def test_shared_step_flags_configure_a_config_and_set_wins():
   assert args.attention == 'head_major'
   assert parser.parse_args([]).attention == 'auto'
   with pytest.raises(SystemExit):
-    parser.parse_args(['--attention=cudnn'])
+    parser.parse_args(['--attention=flash'])
   common.configure(config, args)
   assert (config.compute_dtype, config.batch_size, config.steps_per_call,
           config.model.scan_unroll) == ('bfloat16', 8, 2, 4)
