@@ -205,7 +205,8 @@ def select_runs(only: str, names: list[str]) -> set[str]:
   picked = {x.strip() for x in only.split(',') if x.strip()}
   unknown = sorted(picked - set(names))
   if unknown:
-    raise SystemExit(f'--only: unknown run(s) {", ".join(unknown)}; choose from {", ".join(names)}.')
+    raise SystemExit(f'--only: unknown run(s) {", ".join(unknown)}; '
+                     f'choose from {", ".join(names)}.')
   return picked or set(names)
 
 
