@@ -1,4 +1,4 @@
-"""The attention core: the CPU implementation (custom gradient, batch chunks) against JAX's own."""
+"""The attention core: the CPU path (custom gradient, chunks of heads) against JAX's own."""
 
 import jax
 import jax.numpy as jnp
