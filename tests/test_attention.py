@@ -75,17 +75,22 @@ def test_bfloat16_keeps_dtype_and_agrees_with_float32():
     np.testing.assert_allclose(g.astype(jnp.float32), e, atol=0.06, rtol=0.06, err_msg=name)
 
 
-def test_backend_picks_the_implementation(monkeypatch):
-  q, k, v, _ = _inputs()
+@pytest.fixture
+def implementation_calls(monkeypatch):
+  """Replaces both attention paths with stubs; returns the list of the paths called, in order."""
   calls = []
   monkeypatch.setattr(jax.nn, 'dot_product_attention',
-                      lambda *a, implementation, **kw: calls.append(implementation) or q)
+                      lambda q, *a, implementation, **kw: calls.append(implementation) or q)
   monkeypatch.setattr(attention, 'chunked_attention',
-                      lambda *a, chunks, **kw: calls.append(('cpu', chunks)) or jnp.zeros_like(q))
-  attention.dot_product_attention(q, k, v, backend='gpu')
-  attention.dot_product_attention(q, k, v, backend='tpu')
-  attention.dot_product_attention(q, k, v, backend='cpu')
-  assert calls == ['xla', 'xla', ('cpu', attention.CPU_CHUNKS)]
+                      lambda q, *a, chunks, **kw: calls.append(('head_major', chunks)) or q)
+  return calls
+
+
+def test_backend_picks_the_implementation(implementation_calls):
+  q, k, v, _ = _inputs()
+  for backend in ('gpu', 'tpu', 'cpu'):
+    attention.dot_product_attention(q, k, v, backend=backend)
+  assert implementation_calls == ['xla', 'xla', ('head_major', attention.CPU_CHUNKS)]
 
 
 def test_non_boolean_mask_is_refused():
@@ -94,13 +99,8 @@ def test_non_boolean_mask_is_refused():
     attention.chunked_attention(q, k, v, mask=jnp.ones((5, 1, 1, 9)), chunks=2)
 
 
-def test_implementation_forces_a_choice_and_restores_it(monkeypatch):
+def test_implementation_forces_a_choice_and_restores_it(implementation_calls):
   q, k, v, _ = _inputs()
-  calls = []
-  monkeypatch.setattr(jax.nn, 'dot_product_attention',
-                      lambda *a, implementation, **kw: calls.append(implementation) or q)
-  monkeypatch.setattr(attention, 'chunked_attention',
-                      lambda *a, chunks, **kw: calls.append('head_major') or jnp.zeros_like(q))
   with attention.implementation('xla'):
     attention.dot_product_attention(q, k, v, backend='cpu')
   with attention.implementation('cudnn'):
@@ -110,7 +110,8 @@ def test_implementation_forces_a_choice_and_restores_it(monkeypatch):
   with pytest.raises(RuntimeError), attention.implementation('xla'):
     raise RuntimeError('the block fails')
   attention.dot_product_attention(q, k, v, backend='cpu')  # 'auto' again.
-  assert calls == ['xla', 'cudnn', 'head_major', 'head_major']
+  head_major = ('head_major', attention.CPU_CHUNKS)
+  assert implementation_calls == ['xla', 'cudnn', head_major, head_major]
   with pytest.raises(ValueError, match="attention implementation 'flash': choose from auto, xla"):
     with attention.implementation('flash'):
       pass
