@@ -99,7 +99,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   data = input_pipeline.build(config)
   models.validate(config.model, example_shape=data.example_shape)
   model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.compute_dtype)
-  sharding.check_batch_size(config.batch_size, multiple=config.grad_accum_steps)
+  _check_train_batch(config)
   sharding.check_batch_size(config.eval_batch_size, field='eval_batch_size')
   _check_input_mode(config, data)
   if config.sanity_examples > 0:
@@ -141,12 +141,20 @@ def _check_input_mode(config, data) -> None:
           f'augment.{extra[0]} is host-only: use input_mode=host or turn it off.')
 
 
+def _check_train_batch(config: ml_collections.ConfigDict) -> None:
+  """The global batch must split over devices, then into every micro-batch asked for."""
+  fields = {'grad_accum_steps': config.grad_accum_steps,
+            'concurrent_microbatches': config.get('concurrent_microbatches', 0)}
+  sharding.check_batch_size(config.batch_size,
+                            multiples={k: v for k, v in fields.items() if v > 1})
+
+
 def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int) -> Setup:
   """A Setup for synthetic batches (benchmarks): the same model, task, optimizer and mesh."""
   validate.check(config)
   task = tasks.build(config)
   model = models.build(config.model, num_outputs=num_outputs, dtype=config.compute_dtype)
-  sharding.check_batch_size(config.batch_size, multiple=config.grad_accum_steps)
+  _check_train_batch(config)
   return Setup(config=config, task=task, data=None, model=model, mesh=sharding.make_mesh(),
                best_metric=task.best_metric, best_mode=task.best_mode)
 
@@ -188,11 +196,22 @@ def _global_abstract(batch: dict, mesh) -> dict:
                                      x.dtype, sharding=shard), batch)
 
 
+def make_train_step(setup: Setup, tx, state):
+  """train.py's train step for this setup: micro-batching resolved for the backend and model."""
+  config = setup.config
+  concurrent = steps_lib.resolve_concurrent_microbatches(
+      config.get('concurrent_microbatches', 0),
+      per_device_batch=config.batch_size // jax.device_count(),
+      grad_accum_steps=config.grad_accum_steps, has_model_state=bool(state.model_state))
+  return steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
+                                   grad_accum_steps=config.grad_accum_steps,
+                                   concurrent_microbatches=concurrent)
+
+
 def compile_steps(setup: Setup, tx, state, train_batch: dict, eval_batch: dict):
   """AOT-compiles the train and eval steps; returns them, empty metrics and the seconds spent."""
   repl = sharding.replicated(setup.mesh)
-  train_step = steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
-                                         grad_accum_steps=setup.config.grad_accum_steps)
+  train_step = make_train_step(setup, tx, state)
   eval_step = steps_lib.make_eval_step(model=setup.model, task=setup.task)
   abstract_state = ckpt_lib.abstract(state)
   train_abs = _global_abstract(train_batch, setup.mesh)
@@ -226,8 +245,7 @@ class Advancer:
                device_images=None):
     self.setup = setup
     self.single_step = single_step
-    self.raw_step = steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
-                                              grad_accum_steps=setup.config.grad_accum_steps)
+    self.raw_step = make_train_step(setup, tx, state)
     self.abstract_state = ckpt_lib.abstract(state)
     self.abstract_metrics = ckpt_lib.abstract(empty_train)
     self.example_batch = example_batch

@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import statistics
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,6 @@ from curvelab import flops as flops_lib
 from curvelab import optim
 from curvelab import sharding
 from curvelab import state as state_lib
-from curvelab import steps as steps_lib
 from models import attention
 import train as train_lib
 
@@ -34,6 +34,7 @@ class StepTiming:
   flops_per_step: float | None
   compile_s: float
   peak_memory_bytes: int | None
+  baseline_step_s: float | None = None  # The baseline's median, timed interleaved with ours.
 
 
 def peak_flops(device) -> tuple[float, float] | None:
@@ -87,8 +88,7 @@ def _compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledSte
   train_step, _, empty, _, compile_s = train_lib.compile_steps(setup, tx, state, batch, batch)
   # Model FLOPs from the traced step (matmuls and convolutions, forward and backward), the same on
   # every backend; XLA's cost analysis is not (it undercounts GPU library calls).
-  python_step = steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
-                                          grad_accum_steps=config.grad_accum_steps)
+  python_step = train_lib.make_train_step(setup, tx, state)
   flops = float(flops_lib.count(python_step.single, state, batch))
   k = int(config.steps_per_call)
   if k > 1:
@@ -114,14 +114,26 @@ def _compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledSte
 
 
 def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,
-                    repeats: int, attention_impl: str = 'auto') -> StepTiming:
-  """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times."""
+                    repeats: int, attention_impl: str = 'auto',
+                    baseline: Callable[[int], float] | None = None) -> StepTiming:
+  """Compiles train.py's step for ``config`` and times ``steps`` steps, ``repeats`` times.
+
+  ``baseline`` (``run(steps) -> seconds per step``, e.g. a PyTorch model's step) is timed in
+  alternation with ours, one repeat each in turn, so that drift in the machine's speed (other
+  tenants, clocks: +-10 % within minutes on the development CPU) falls on both alike and their
+  ratio stays meaningful.
+  """
   c = compile_train_step(config, batch, num_outputs=num_outputs, attention_impl=attention_impl)
-  step_s = run_steps(c, steps=steps, repeats=repeats)
+  ours, theirs = [], []
+  for _ in range(repeats):
+    ours.append(run_steps(c, steps=steps))
+    if baseline is not None:
+      theirs.append(baseline(steps))
   stats = jax.local_devices()[0].memory_stats() or {}
-  return StepTiming(name=name, params=c.params, batch=c.batch, step_s=step_s,
+  return StepTiming(name=name, params=c.params, batch=c.batch, step_s=statistics.median(ours),
                     flops_per_step=c.flops_per_step, compile_s=c.compile_s,
-                    peak_memory_bytes=stats.get('peak_bytes_in_use'))
+                    peak_memory_bytes=stats.get('peak_bytes_in_use'),
+                    baseline_step_s=statistics.median(theirs) if theirs else None)
 
 
 def run_steps(c: CompiledStep, *, steps: int, repeats: int = 1) -> float:

@@ -46,8 +46,18 @@ def main() -> None:
     config = module.get_config(variant)
     common.configure(config, args)
     batch = common.random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab)
+    baseline, baseline_error = None, ''
+    if args.torch and module is lstm_lm:
+      from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
+      try:
+        baseline, _, _ = torch_baseline.lstm_stepper(
+            config.model.num_layers, config.optimizer, vocab=args.vocab, batch=config.batch_size,
+            length=config.dataset.sequence_length, dtype=config.compute_dtype)
+      except RuntimeError as exc:  # E.g. PyTorch's CPU LSTM has no bfloat16 kernel.
+        baseline_error = f'failed: {str(exc).splitlines()[0][:60]}'
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
-                               repeats=args.repeats, attention_impl=args.attention)
+                               repeats=args.repeats, attention_impl=args.attention,
+                               baseline=baseline)
     tokens = config.batch_size * config.dataset.sequence_length
     row = {'run': name, 'config': f'{module.__name__.split(".")[-1]}:{variant}',
            'batch': f'{config.batch_size} x {config.dataset.sequence_length}',
@@ -58,18 +68,11 @@ def main() -> None:
     if t.flops_per_step:
       row['GFLOP/step'] = f'{t.flops_per_step / 1e9:.1f}'
       row['TFLOP/s'] = f'{t.flops_per_step / t.step_s / 1e12:.2f}'
-    if args.torch and module is lstm_lm:
-      from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
-      try:
-        pt_s, _, _ = torch_baseline.lstm_step_seconds(
-            config.model.num_layers, config.optimizer, vocab=args.vocab,
-            batch=config.batch_size, length=config.dataset.sequence_length, steps=args.steps,
-            repeats=args.repeats, dtype=config.compute_dtype)
-      except RuntimeError as exc:  # E.g. PyTorch's CPU LSTM has no bfloat16 kernel.
-        row['torch tok/s'] = f'failed: {str(exc).splitlines()[0][:60]}'
-      else:
-        row['torch tok/s'] = f'{tokens / pt_s:,.0f}'
-        row['speedup'] = f'{pt_s / t.step_s:.2f}x'
+    if baseline_error:
+      row['torch tok/s'] = baseline_error
+    elif baseline is not None:
+      row['torch tok/s'] = f'{tokens / t.baseline_step_s:,.0f}'
+      row['speedup'] = f'{t.baseline_step_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured {name}', file=sys.stderr, flush=True)
   print(f'LM train step, synthetic tokens, vocab {args.vocab}, on {common.device_line()}')

@@ -7,8 +7,8 @@ counts match curvelab's models for the ViT exactly (both 1,086,730 at 2 layers).
 """
 
 import contextlib
-import statistics
 import time
+from typing import Callable
 
 
 def _torch():
@@ -81,9 +81,9 @@ def _optimizer(model, name: str):
                          momentum=0.9 if name == 'momentum' else 0.0)
 
 
-def time_steps(model, inputs, targets, *, optimizer: str, steps: int, repeats: int,
-               device: str, dtype: str = 'float32') -> float:
-  """Median seconds per training step (warm-up excluded).
+def make_stepper(model, inputs, targets, *, optimizer: str, device: str,
+                 dtype: str = 'float32') -> Callable[[int], float]:
+  """Warms the model's training step up; returns ``run(steps) -> seconds per step``.
 
   Precision matches curvelab's on the same device: float32 parameters throughout; ``bfloat16``
   runs the forward pass under autocast, as curvelab's ``compute_dtype`` does; float32 matmuls on a
@@ -99,6 +99,7 @@ def time_steps(model, inputs, targets, *, optimizer: str, steps: int, repeats: i
   inputs, targets = inputs.to(device), targets.to(device)
   opt = _optimizer(model, optimizer)
   loss_fn = torch.nn.CrossEntropyLoss()
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 
   def step():
     opt.zero_grad(set_to_none=True)
@@ -108,40 +109,42 @@ def time_steps(model, inputs, targets, *, optimizer: str, steps: int, repeats: i
     loss.backward()
     opt.step()
 
-  for _ in range(2):
-    step()
-  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
-  sync()
-  times = []
-  for _ in range(repeats):
+  def run(steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
       step()
     sync()
-    times.append((time.perf_counter() - start) / steps)
-  return statistics.median(times)
+    return (time.perf_counter() - start) / steps
+
+  run(2)  # Warm-up.
+  return run
 
 
-def vit_step_seconds(layers: int, block: str, optimizer: str, *, batch: int = 128, steps: int = 5,
-                     repeats: int = 3, dtype: str = 'float32') -> tuple[float, int, str]:
+def _device() -> str:
+  return 'cuda' if _torch().cuda.is_available() else 'cpu'
+
+
+def _count(model) -> int:
+  return sum(p.numel() for p in model.parameters())
+
+
+def vit_stepper(layers: int, block: str, optimizer: str, *, batch: int = 128,
+                dtype: str = 'float32') -> tuple[Callable[[int], float], int, str]:
+  """The reference ViT's training step on random images: ``(run, parameters, device)``."""
   torch = _torch()
-  device = 'cuda' if torch.cuda.is_available() else 'cpu'
-  model = make_vit(layers, block)
-  params = sum(p.numel() for p in model.parameters())
+  model, device = make_vit(layers, block), _device()
   x = torch.randn(batch, 3, 32, 32)
   y = torch.randint(0, 10, (batch,))
-  return time_steps(model, x, y, optimizer=optimizer, steps=steps, repeats=repeats,
-                    device=device, dtype=dtype), params, device
+  run = make_stepper(model, x, y, optimizer=optimizer, device=device, dtype=dtype)
+  return run, _count(model), device
 
 
-def lstm_step_seconds(layers: int, optimizer: str, *, vocab: int, batch: int = 16,
-                      length: int = 256, steps: int = 3, repeats: int = 3,
-                      dtype: str = 'float32') -> tuple[float, int, str]:
+def lstm_stepper(layers: int, optimizer: str, *, vocab: int, batch: int = 16, length: int = 256,
+                 dtype: str = 'float32') -> tuple[Callable[[int], float], int, str]:
+  """The reference LSTM LM's training step on random tokens: ``(run, parameters, device)``."""
   torch = _torch()
-  device = 'cuda' if torch.cuda.is_available() else 'cpu'
-  model = make_lstm(layers, vocab)
-  params = sum(p.numel() for p in model.parameters())
+  model, device = make_lstm(layers, vocab), _device()
   x = torch.randint(1, vocab, (batch, length))
   y = torch.randint(1, vocab, (batch, length))
-  return time_steps(model, x, y, optimizer=optimizer, steps=steps, repeats=repeats,
-                    device=device, dtype=dtype), params, device
+  run = make_stepper(model, x, y, optimizer=optimizer, device=device, dtype=dtype)
+  return run, _count(model), device

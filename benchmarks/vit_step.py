@@ -2,11 +2,13 @@ r"""Training throughput of the seven reference ViT configurations on the devices
 
 Usage:
   python benchmarks/vit_step.py [--steps=10] [--repeats=3] [--only=1,7] [--dtype=float32|bfloat16]
+      [--torch]
 
 Prints, per configuration: parameters, examples/s, seconds per 45,000-example epoch (compile and
 warm-up excluded, median of repeats), model FLOPs per step (counted from the traced step by
 curvelab.flops), achieved TFLOP/s, utilisation against the device's peak where known, and peak
-memory.
+memory. ``--torch`` also times the same model in plain PyTorch on the same device, one repeat of
+each in turn, and prints the ratio.
 """
 
 import argparse
@@ -48,8 +50,15 @@ def main() -> None:
     config = module.get_config(variant)
     common.configure(config, args)
     batch = common.random_images(config.batch_size)
+    baseline = None
+    if args.torch:
+      from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
+      baseline, pt_params, _ = torch_baseline.vit_stepper(
+          config.model.num_layers, config.model.block, config.optimizer, batch=config.batch_size,
+          dtype=config.compute_dtype)
     t = common.time_train_step(f'exp{exp}', config, batch, num_outputs=10, steps=args.steps,
-                               repeats=args.repeats, attention_impl=args.attention)
+                               repeats=args.repeats, attention_impl=args.attention,
+                               baseline=baseline)
     row = {'exp': exp, 'config': f'{module.__name__.split(".")[-1]}:{variant}',
            'params': f'{t.params:,}', 'examples/s': f'{t.batch / t.step_s:,.0f}',
            's/epoch': f'{EPOCH_EXAMPLES / t.batch * t.step_s:.2f}',
@@ -63,13 +72,9 @@ def main() -> None:
     row['peak_mem'] = (f'{t.peak_memory_bytes / 2**20:.0f} MiB' if t.peak_memory_bytes
                        else 'n/a')
     if args.torch:
-      from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
-      pt_s, pt_params, _ = torch_baseline.vit_step_seconds(
-          config.model.num_layers, config.model.block, config.optimizer, batch=config.batch_size,
-          steps=args.steps, repeats=args.repeats, dtype=config.compute_dtype)
       assert pt_params == t.params, (pt_params, t.params)
-      row['torch ex/s'] = f'{config.batch_size / pt_s:,.0f}'
-      row['speedup'] = f'{pt_s / t.step_s:.2f}x'
+      row['torch ex/s'] = f'{config.batch_size / t.baseline_step_s:,.0f}'
+      row['speedup'] = f'{t.baseline_step_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured exp{exp}', file=sys.stderr, flush=True)
   print(f'ViT train step, batch {config.batch_size}, {config.compute_dtype}, on '

@@ -90,6 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.final_lr_ratio = 0.0  # End of the cosine/linear decay as a fraction of learning_rate.
   c.grad_clip_norm = 0.0  # Clip gradients to this global L2 norm (0 = off).
   c.grad_accum_steps = 1  # Split each batch into this many micro-batches (same update, less memory).
+  c.concurrent_microbatches = 0  # Micro-batches run side by side within each accumulation step
+  #   (independent passes a CPU runs one per core; same update). 0 = automatic: 2 on a CPU unless
+  #   the model has BatchNorm statistics or the batch does not split, 1 on GPUs and TPUs.
   c.batch_size = 128  # Global batch size (all devices together).
   c.eval_batch_size = 0  # Evaluation batch size; 0 = batch_size.
   c.num_epochs = 10  # Training epochs.

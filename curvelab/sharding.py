@@ -6,6 +6,8 @@ gradient all-reduce (and the cross-device mean of BatchNorm statistics), so the 
 computes exactly what a single device would on the whole global batch.
 """
 
+import math
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -28,19 +30,22 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, *, field: str = 'batch_size', multiple: int = 1) -> None:
+def check_batch_size(batch_size: int, *, field: str = 'batch_size',
+                     multiples: dict[str, int] | None = None) -> None:
   """Refuses a global batch that cannot be split evenly across devices (and micro-batches).
 
   Args:
     batch_size: the global batch size.
     field: the config field to name in the error.
-    multiple: an extra factor the per-device share must divide by (gradient accumulation).
+    multiples: further factors the per-device share must divide by, by the config field that
+      asks for them (``grad_accum_steps``, ``concurrent_microbatches``).
   """
   n = jax.device_count()
   if batch_size <= 0:
     raise errors.ConfigError(f'{field} must be a positive integer, got {batch_size}.')
+  multiple = math.prod((multiples or {}).values())
   if batch_size % (n * multiple):
-    extra = f' x grad_accum_steps={multiple}' if multiple > 1 else ''
+    extra = ''.join(f' x {name}={value}' for name, value in (multiples or {}).items())
     raise errors.ConfigError(
         f'{field}={batch_size} is not divisible by the device count ({n}){extra}; '
         f'use a multiple of {n * multiple}.')

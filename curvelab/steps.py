@@ -66,8 +66,36 @@ def _microbatches(batch: dict, k: int) -> dict:
   return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
 
 
+def resolve_concurrent_microbatches(requested: int, *, per_device_batch: int,
+                                    grad_accum_steps: int, has_model_state: bool,
+                                    platform: str | None = None) -> int:
+  """The number of micro-batches a step runs side by side; ``requested`` 0 means automatic.
+
+  Automatic is 2 on a CPU and 1 on GPUs and TPUs. XLA:CPU runs independent operations at the same
+  time, one per core, and most of a training step's operations gain little from a second core
+  (elementwise work, layer norms, small products; measured in docs/benchmarks.md). Two
+  independent half-batch passes keep both cores busy instead. An accelerator runs one operation
+  at a time on the whole chip, so there it would only shrink each kernel. Automatic also stays at
+  1 where splitting would change the result (models with BatchNorm statistics) or is impossible
+  (a per-device batch that does not split evenly into ``2 * grad_accum_steps`` parts).
+
+  Args:
+    requested: config.concurrent_microbatches (0 = automatic, else used as given).
+    per_device_batch: examples per device in one step.
+    grad_accum_steps: sequential micro-batches per step.
+    has_model_state: whether the model carries mutable state (BatchNorm statistics).
+    platform: the backend ('cpu', 'gpu', 'tpu'); default: JAX's default backend.
+  """
+  if requested:
+    return requested
+  platform = platform or jax.default_backend()
+  if platform != 'cpu' or has_model_state or per_device_batch % (2 * grad_accum_steps):
+    return 1
+  return 2
+
+
 def make_train_step(*, model, task, tx: optax.GradientTransformation,
-                    grad_accum_steps: int = 1) -> Callable:
+                    grad_accum_steps: int = 1, concurrent_microbatches: int = 1) -> Callable:
   """Builds ``train_step(state, batch, metrics) -> (state, metrics)``.
 
   ``metrics`` is the pair ``(task.train_metrics, metrics_lib.Dynamics)`` accumulated over the
@@ -75,7 +103,14 @@ def make_train_step(*, model, task, tx: optax.GradientTransformation,
   gradient is identical with and without accumulation and on any number of devices. One exception:
   with BatchNorm, accumulation normalises each micro-batch with its own statistics (as PyTorch
   does), so the update then differs from one big batch's.
+
+  The batch is split into ``grad_accum_steps * concurrent_microbatches`` micro-batches. The
+  ``grad_accum_steps`` groups run one after another (a loop: memory for one group at a time);
+  the ``concurrent_microbatches`` within a group are unrolled into independent forward and
+  backward passes that the runtime may run at the same time
+  (see ``resolve_concurrent_microbatches``).
   """
+  num_micro = grad_accum_steps * concurrent_microbatches
 
   def loss_fn(params, model_state, batch, rng):
     outputs, new_state = _apply(model, params, model_state, task.model_inputs(batch),
@@ -86,7 +121,7 @@ def make_train_step(*, model, task, tx: optax.GradientTransformation,
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def accumulate(state: TrainState, batch: dict, rng):
-    if grad_accum_steps == 1:
+    if num_micro == 1:
       (loss_sum, (weight, minputs, new_state)), grads = grad_fn(
           state.params, state.model_state, batch, rng)
       return loss_sum, weight, minputs, new_state, grads
@@ -102,7 +137,8 @@ def make_train_step(*, model, task, tx: optax.GradientTransformation,
     zeros = jax.tree.map(jnp.zeros_like, state.params)
     init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), state.model_state)
     (grads, loss_sum, weight, new_state), minputs = jax.lax.scan(
-        body, init, (_microbatches(batch, grad_accum_steps), jnp.arange(grad_accum_steps)))
+        body, init, (_microbatches(batch, num_micro), jnp.arange(num_micro)),
+        unroll=concurrent_microbatches)
     # Stacked per-micro-batch metric inputs [k, B/k, ...] -> [B, ...]; scalars were not stacked
     # per example, so only reshape arrays that have the micro-batch layout.
     minputs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]) if x.ndim >= 2 else x, minputs)

@@ -50,6 +50,10 @@ def check(config) -> None:
     raise errors.ConfigError(
         f'batch_size={config.batch_size} is not divisible by grad_accum_steps='
         f'{config.grad_accum_steps}.')
+  concurrent = config.get('concurrent_microbatches', 0)
+  if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 0:
+    raise errors.ConfigError(f'concurrent_microbatches must be an integer >= 0 (0 = automatic), '
+                             f'got {concurrent!r}.')
   for field in ('early_stopping_patience', 'sanity_examples', 'log_every_steps'):
     if config[field] < 0:
       raise errors.ConfigError(f'{field} must be >= 0, got {config[field]!r}.')

@@ -44,6 +44,16 @@ CASES = {
     'batch_not_divisible_by_accumulation': (
         {'batch_size': 30, 'grad_accum_steps': 4}, ConfigError, ['batch_size=30',
                                                                  'grad_accum_steps']),
+    'negative_concurrent_microbatches': ({'concurrent_microbatches': -1}, ConfigError,
+                                         ['concurrent_microbatches', '-1', '0 = automatic']),
+    'boolean_concurrent_microbatches': ({'concurrent_microbatches': True}, ConfigError,
+                                        ['concurrent_microbatches', 'True']),
+    'batch_not_divisible_by_concurrent_microbatches': (
+        {'batch_size': 30, 'concurrent_microbatches': 4}, ConfigError,
+        ['batch_size=30', 'concurrent_microbatches=4', 'multiple of 4']),
+    'batch_not_divisible_by_both_microbatch_fields': (
+        {'batch_size': 30, 'grad_accum_steps': 3, 'concurrent_microbatches': 4}, ConfigError,
+        ['batch_size=30', 'grad_accum_steps=3', 'concurrent_microbatches=4', 'multiple of 12']),
     'embed_dim_not_divisible_by_heads': (
         {'model.num_heads': 5}, ConfigError, ['model.embed_dim=32', 'model.num_heads=5']),
     'image_not_divisible_by_patch': (

@@ -120,3 +120,21 @@ def test_no_dropout_means_train_equals_eval(images, variables):
   model = _tiny_vit(dropout=0.0)
   np.testing.assert_allclose(_apply(model, variables, images, train=True, rng=1),
                              _apply(model, variables, images), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('dtype, atol', [(jnp.float32, 2e-6), (jnp.bfloat16, 0.07)])
+def test_gelu_exact_is_jax_exact_gelu(dtype, atol):
+  """The MLP's erf-form GELU is jax.nn.gelu(approximate=False), values and derivative, from the
+  far negative tail (where both are ~0) to large inputs, and keeps the input dtype."""
+  from models import layers  # pylint: disable=g-import-not-at-top
+  x = jnp.linspace(-12.0, 12.0, 4001).astype(dtype)
+  ours, reference = layers.gelu_exact(x), jax.nn.gelu(x, approximate=False)
+  assert ours.dtype == dtype
+  np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(reference, np.float32),
+                             atol=atol, rtol=1e-6 if dtype == jnp.float32 else 1e-2)
+  if dtype == jnp.float32:
+    grad = jax.vmap(jax.grad(layers.gelu_exact))(x)
+    ref_grad = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x)
+    np.testing.assert_allclose(grad, ref_grad, atol=1e-6)
+    # Not the tanh approximation, which differs by up to ~5e-4 near |x| = 2.
+    assert float(jnp.max(jnp.abs(ours - jax.nn.gelu(x, approximate=True)))) > 1e-4

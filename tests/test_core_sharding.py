@@ -117,8 +117,9 @@ def child(_child_process):
 
 # ----------------------------------------------------------------------------------- accumulation
 
-def _two_steps(model, task, tx, batches, state, accum):
-  step = steps_lib.make_train_step(model=model, task=task, tx=tx, grad_accum_steps=accum)
+def _two_steps(model, task, tx, batches, state, accum, concurrent=1):
+  step = steps_lib.make_train_step(model=model, task=task, tx=tx, grad_accum_steps=accum,
+                                   concurrent_microbatches=concurrent)
   metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batches[0])[1])
   fn = jax.jit(step)
   for b in batches:
@@ -139,6 +140,63 @@ def test_grad_accumulation_equals_one_big_batch():
   assert float(acc_m[0].loss.compute()) == pytest.approx(float(big_m[0].loss.compute()), rel=1e-5)
   assert float(acc_m[0].accuracy.compute()) == float(big_m[0].accuracy.compute())
   assert float(acc_m[0].loss.count) == float(big_m[0].loss.count) == 64.0
+
+
+@pytest.mark.parametrize('accum,concurrent', [(1, 2), (2, 2), (1, 4)])
+def test_concurrent_microbatches_equal_one_big_batch(accum, concurrent):
+  """Micro-batches run side by side (alone or inside accumulation) give one batch's update."""
+  model, task, tx, batches, state = helpers.small_step_setup()
+  big, big_m = _two_steps(model, task, tx, batches, state, accum=1)
+  split, split_m = _two_steps(model, task, tx, batches, state, accum=accum, concurrent=concurrent)
+  for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(split.params)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+  assert float(split_m[0].loss.compute()) == pytest.approx(float(big_m[0].loss.compute()),
+                                                           rel=1e-5)
+  assert float(split_m[0].accuracy.compute()) == float(big_m[0].accuracy.compute())
+  assert float(split_m[1].grad_norm.compute()) == pytest.approx(
+      float(big_m[1].grad_norm.compute()), rel=1e-5)
+
+
+def test_concurrent_microbatches_are_unrolled_not_looped():
+  """Side-by-side micro-batches compile to straight-line passes (no loop would let them overlap);
+  accumulation alone stays a loop, one micro-batch's memory at a time."""
+  model, task, tx, batches, state = helpers.small_step_setup()
+
+  def hlo(accum, concurrent):
+    step = steps_lib.make_train_step(model=model, task=task, tx=tx, grad_accum_steps=accum,
+                                     concurrent_microbatches=concurrent)
+    metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batches[0])[1])
+    return jax.jit(step).lower(state, batches[0], metrics).compile().as_text()
+
+  assert ' while(' not in hlo(1, 2)
+  assert ' while(' in hlo(2, 1)
+
+
+@pytest.mark.parametrize('kwargs,expected', [
+    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
+          platform='cpu'), 2),
+    (dict(requested=0, per_device_batch=128, grad_accum_steps=2, has_model_state=False,
+          platform='cpu'), 2),
+    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
+          platform='gpu'), 1),
+    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
+          platform='tpu'), 1),
+    # BatchNorm statistics per half-batch would change the update: automatic keeps one.
+    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=True,
+          platform='cpu'), 1),
+    # Odd per-device batches (5 sanity examples), or halves that accumulation cannot split.
+    (dict(requested=0, per_device_batch=5, grad_accum_steps=1, has_model_state=False,
+          platform='cpu'), 1),
+    (dict(requested=0, per_device_batch=6, grad_accum_steps=2, has_model_state=False,
+          platform='cpu'), 1),
+    # An explicit value is used as given, BatchNorm and accelerators included.
+    (dict(requested=4, per_device_batch=128, grad_accum_steps=1, has_model_state=True,
+          platform='gpu'), 4),
+    (dict(requested=1, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
+          platform='cpu'), 1),
+])
+def test_resolve_concurrent_microbatches(kwargs, expected):
+  assert steps_lib.resolve_concurrent_microbatches(**kwargs) == expected
 
 
 def test_microbatches_are_strided():
