@@ -172,30 +172,26 @@ def test_concurrent_microbatches_are_unrolled_not_looped():
   assert ' while(' in hlo(2, 1)
 
 
-@pytest.mark.parametrize('kwargs,expected', [
-    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
-          platform='cpu'), 2),
-    (dict(requested=0, per_device_batch=128, grad_accum_steps=2, has_model_state=False,
-          platform='cpu'), 2),
-    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
-          platform='gpu'), 1),
-    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
-          platform='tpu'), 1),
+_REFERENCE_CPU_STEP = dict(requested=0, per_device_batch=128, grad_accum_steps=1,
+                          has_model_state=False, platform='cpu')
+
+
+@pytest.mark.parametrize('changes,expected', [
+    ({}, 2),
+    ({'grad_accum_steps': 2}, 2),
+    ({'platform': 'gpu'}, 1),
+    ({'platform': 'tpu'}, 1),
     # BatchNorm statistics per half-batch would change the update: automatic keeps one.
-    (dict(requested=0, per_device_batch=128, grad_accum_steps=1, has_model_state=True,
-          platform='cpu'), 1),
+    ({'has_model_state': True}, 1),
     # Odd per-device batches (5 sanity examples), or halves that accumulation cannot split.
-    (dict(requested=0, per_device_batch=5, grad_accum_steps=1, has_model_state=False,
-          platform='cpu'), 1),
-    (dict(requested=0, per_device_batch=6, grad_accum_steps=2, has_model_state=False,
-          platform='cpu'), 1),
+    ({'per_device_batch': 5}, 1),
+    ({'per_device_batch': 6, 'grad_accum_steps': 2}, 1),
     # An explicit value is used as given, BatchNorm and accelerators included.
-    (dict(requested=4, per_device_batch=128, grad_accum_steps=1, has_model_state=True,
-          platform='gpu'), 4),
-    (dict(requested=1, per_device_batch=128, grad_accum_steps=1, has_model_state=False,
-          platform='cpu'), 1),
+    ({'requested': 4, 'has_model_state': True, 'platform': 'gpu'}, 4),
+    ({'requested': 1}, 1),
 ])
-def test_resolve_concurrent_microbatches(kwargs, expected):
+def test_resolve_concurrent_microbatches(changes, expected):
+  kwargs = {**_REFERENCE_CPU_STEP, **changes}
   assert steps_lib.resolve_concurrent_microbatches(**kwargs) == expected
 
 
