@@ -196,15 +196,30 @@ def _global_abstract(batch: dict, mesh) -> dict:
                                      x.dtype, sharding=shard), batch)
 
 
-def make_train_step(setup: Setup, tx, state):
-  """train.py's train step for this setup: micro-batching resolved for the backend and model."""
+def microbatching(setup: Setup, state) -> tuple[int, int]:
+  """(sequential, concurrent) micro-batches of each train step, resolved for the backend and model.
+
+  ``grad_accum_steps`` and ``concurrent_microbatches`` keep their meaning everywhere; on a CPU the
+  step may also split further, into cache-sized sequential micro-batches (same update).
+  """
   config = setup.config
+  per_device_batch = config.batch_size // jax.device_count()
+  has_model_state = bool(state.model_state)
   concurrent = steps_lib.resolve_concurrent_microbatches(
-      config.get('concurrent_microbatches', 0),
-      per_device_batch=config.batch_size // jax.device_count(),
-      grad_accum_steps=config.grad_accum_steps, has_model_state=bool(state.model_state))
+      config.get('concurrent_microbatches', 0), per_device_batch=per_device_batch,
+      grad_accum_steps=config.grad_accum_steps, has_model_state=has_model_state)
+  sequential = steps_lib.resolve_sequential_microbatches(
+      config.get('cpu_microbatch_size', 0), per_device_batch=per_device_batch,
+      grad_accum_steps=config.grad_accum_steps, concurrent_microbatches=concurrent,
+      has_model_state=has_model_state)
+  return sequential, concurrent
+
+
+def make_train_step(setup: Setup, tx, state):
+  """train.py's train step for this setup, micro-batched as :func:`microbatching` says."""
+  sequential, concurrent = microbatching(setup, state)
   return steps_lib.make_train_step(model=setup.model, task=setup.task, tx=tx,
-                                   grad_accum_steps=config.grad_accum_steps,
+                                   grad_accum_steps=sequential,
                                    concurrent_microbatches=concurrent)
 
 

@@ -9,6 +9,8 @@ traced step (``curvelab.flops``).
 
 import ast
 import dataclasses
+import importlib
+import os
 import statistics
 import time
 from typing import Callable
@@ -66,6 +68,7 @@ class CompiledStep:
   batch: int
   flops_per_step: float
   compile_s: float
+  microbatches: tuple[int, int]  # (sequential, side by side), as train.microbatching resolved.
 
 
 def compile_train_step(config, batch: dict, *, num_outputs: int,
@@ -110,7 +113,8 @@ def _compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledSte
   jax.block_until_ready(state)
   return CompiledStep(state=state, metrics=metrics, call=call, steps_per_call=k,
                       params=state_lib.count_params(state.params), batch=config.batch_size,
-                      flops_per_step=flops, compile_s=compile_s)
+                      flops_per_step=flops, compile_s=compile_s,
+                      microbatches=train_lib.microbatching(setup, state))
 
 
 def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,
@@ -210,6 +214,32 @@ def apply_overrides(config, items: list[str] | None):
       raise SystemExit(f'--set {item!r}: config has no field {path!r}.')
     node[leaf] = value
   return config
+
+
+def load_config(spec: str):
+  """``configs/NAME.py[:variant]`` -> that module's ``get_config(variant)``."""
+  path, _, variant = spec.partition(':')
+  name = os.path.splitext(os.path.basename(path))[0]
+  if os.path.dirname(os.path.normpath(path)) != 'configs' or not os.path.exists(path):
+    raise SystemExit(f'--config={spec!r}: expected configs/NAME.py[:variant], an existing file '
+                     'of configs/.')
+  module = importlib.import_module(f'configs.{name}')
+  return module.get_config(variant or None)
+
+
+def add_input_flags(parser) -> None:
+  """``--input`` (images | tokens) and ``--vocab``: the synthetic batch of :func:`make_batch`."""
+  parser.add_argument('--input', default='images', choices=['images', 'tokens'],
+                      help='Synthetic CIFAR-10-shaped images, or tokens of --vocab words.')
+  parser.add_argument('--vocab', type=int, default=33_278)
+
+
+def make_batch(args, config) -> tuple[dict, int]:
+  """A synthetic batch for ``config`` as :func:`add_input_flags` chose, and the output count."""
+  if args.input == 'tokens':
+    return (random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab),
+            args.vocab)
+  return random_images(config.batch_size), 10
 
 
 def select_runs(only: str, names: list[str]) -> set[str]:

@@ -23,7 +23,6 @@ import collections
 import dataclasses
 import glob
 import gzip
-import importlib
 import json
 import os
 import sys
@@ -149,33 +148,13 @@ def by_kind(events: list[Event], steps: int) -> list[dict]:
                                                                        key=lambda kv: -kv[1][1])]
 
 
-def load_config(spec: str):
-  """``configs/NAME.py[:variant]`` -> that module's ``get_config(variant)``."""
-  path, _, variant = spec.partition(':')
-  name = os.path.splitext(os.path.basename(path))[0]
-  if os.path.dirname(os.path.normpath(path)) != 'configs' or not os.path.exists(path):
-    raise SystemExit(f'--config={spec!r}: expected configs/NAME.py[:variant], an existing file '
-                     'of configs/.')
-  module = importlib.import_module(f'configs.{name}')
-  return module.get_config(variant or None)
-
-
 COLUMNS = ['name', 'kind', 'calls/step', 'us/step', 'us/call', 'share', 'hlo op']
-
-
-def make_batch(args, config) -> tuple[dict, int]:
-  if args.input == 'tokens':
-    return (common.random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab),
-            args.vocab)
-  return common.random_images(config.batch_size), 10
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', required=True, help='configs/NAME.py[:variant]')
-  parser.add_argument('--input', default='images', choices=['images', 'tokens'],
-                      help='Synthetic CIFAR-10-shaped images, or tokens of --vocab words.')
-  parser.add_argument('--vocab', type=int, default=33_278)
+  common.add_input_flags(parser)
   parser.add_argument('--top', type=int, default=30)
   parser.add_argument('--trace_dir', default='/tmp/curvelab-profile')
   parser.add_argument('--json', default='', help='Also write the summary to this file.')
@@ -183,9 +162,9 @@ def main() -> None:
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
 
-  config = load_config(args.config)
+  config = common.load_config(args.config)
   common.configure(config, args)
-  batch, num_outputs = make_batch(args, config)
+  batch, num_outputs = common.make_batch(args, config)
   c = common.compile_train_step(config, batch, num_outputs=num_outputs,
                                attention_impl=args.attention)
   k = c.steps_per_call

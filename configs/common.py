@@ -93,6 +93,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.concurrent_microbatches = 0  # Micro-batches run side by side within each accumulation step
   #   (independent passes a CPU runs one per core; same update). 0 = automatic: 2 on a CPU unless
   #   the model has BatchNorm statistics or the batch does not split, 1 on GPUs and TPUs.
+  c.cpu_microbatch_size = 0  # On CPUs, also split each batch into sequential micro-batches of at
+  #   least this many examples per device, so activations stay in the caches (same update; 0 =
+  #   off; GPUs, TPUs and BatchNorm models ignore it). Model configs set what measured fastest.
   c.batch_size = 128  # Global batch size (all devices together).
   c.eval_batch_size = 0  # Evaluation batch size; 0 = batch_size.
   c.num_epochs = 10  # Training epochs.

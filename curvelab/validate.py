@@ -22,6 +22,13 @@ def _positive(config, field: str, kind=(int,)) -> None:
     raise errors.ConfigError(f'{field} must be a positive {noun}, got {value!r}.')
 
 
+def _count(config, field: str, *, zero_means: str) -> None:
+  """An optional integer field >= 0 whose 0 has a special meaning (``zero_means``)."""
+  value = config.get(field, 0)
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise errors.ConfigError(f'{field} must be an integer >= 0 (0 = {zero_means}), got {value!r}.')
+
+
 def _choice(value, field: str, allowed) -> None:
   if value not in allowed:
     raise errors.ConfigError(f'{field}={value!r} is unknown; allowed: {", ".join(allowed)}.')
@@ -50,10 +57,8 @@ def check(config) -> None:
     raise errors.ConfigError(
         f'batch_size={config.batch_size} is not divisible by grad_accum_steps='
         f'{config.grad_accum_steps}.')
-  concurrent = config.get('concurrent_microbatches', 0)
-  if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 0:
-    raise errors.ConfigError(f'concurrent_microbatches must be an integer >= 0 (0 = automatic), '
-                             f'got {concurrent!r}.')
+  _count(config, 'concurrent_microbatches', zero_means='automatic')
+  _count(config, 'cpu_microbatch_size', zero_means='off')
   for field in ('early_stopping_patience', 'sanity_examples', 'log_every_steps'):
     if config[field] < 0:
       raise errors.ConfigError(f'{field} must be >= 0, got {config[field]!r}.')

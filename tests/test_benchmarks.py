@@ -2,6 +2,7 @@
 
 import pytest
 
+import helpers
 from benchmarks import common
 from configs import lstm_lm
 
@@ -133,14 +134,38 @@ def test_kernel_kinds(name, kind):
 
 
 def test_load_config_accepts_variants_and_refuses_other_paths(tmp_path):
-  config = profile_step.load_config('configs/vit_postnorm.py:layers=6,optimizer=adamw')
+  config = common.load_config('configs/vit_postnorm.py:layers=6,optimizer=adamw')
   assert config.model.num_layers == 6 and config.model.block == 'postnorm'
   with pytest.raises(SystemExit, match='configs/NAME.py'):
-    profile_step.load_config(str(tmp_path / 'x.py'))
+    common.load_config(str(tmp_path / 'x.py'))
   with pytest.raises(SystemExit, match='configs/NAME.py'):
-    profile_step.load_config('configs/no_such_config.py')
+    common.load_config('configs/no_such_config.py')
 
 
 def test_load_trace_names_the_folder_when_there_is_no_trace(tmp_path):
   with pytest.raises(SystemExit, match=str(tmp_path)):
     profile_step.load_trace(str(tmp_path))
+
+
+# --- benchmarks/microbatch_sweep.py ---
+
+from benchmarks import microbatch_sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_sweep_sizes_parse_and_refuse_bad_values():
+  assert microbatch_sweep.parse_sizes('0, 8,4') == [0, 8, 4]
+  for text in ('', '8,-2', '4,x', '2.5'):
+    with pytest.raises(SystemExit, match='--sizes'):
+      microbatch_sweep.parse_sizes(text)
+
+
+def test_sweep_runs_and_prints_each_size_with_its_microbatches():
+  """The script end to end on the tiny ViT: one row per size, the split as train.py resolves it."""
+  proc = helpers.run_cli('benchmarks/microbatch_sweep.py',
+                         '--config=configs/vit_prenorm.py:tiny=True', '--sizes=0,8',
+                         '--batch_size=32', '--steps=1', '--repeats=1')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = {line.split('|')[0].strip(): line for line in proc.stdout.splitlines() if '|' in line}
+  # 32 images, two side by side on a CPU; size 8 adds two sequential groups of them.
+  assert '1 x 2 of 16' in rows['0'] and '2 x 2 of 8' in rows['8']
+  assert '1.00x' in rows['0']

@@ -54,6 +54,10 @@ CASES = {
     'batch_not_divisible_by_both_microbatch_fields': (
         {'batch_size': 30, 'grad_accum_steps': 3, 'concurrent_microbatches': 4}, ConfigError,
         ['batch_size=30', 'grad_accum_steps=3', 'concurrent_microbatches=4', 'multiple of 12']),
+    'negative_cpu_microbatch_size': ({'cpu_microbatch_size': -4}, ConfigError,
+                                     ['cpu_microbatch_size', '-4', '0 = off']),
+    'boolean_cpu_microbatch_size': ({'cpu_microbatch_size': True}, ConfigError,
+                                    ['cpu_microbatch_size', 'True']),
     'embed_dim_not_divisible_by_heads': (
         {'model.num_heads': 5}, ConfigError, ['model.embed_dim=32', 'model.num_heads=5']),
     'image_not_divisible_by_patch': (

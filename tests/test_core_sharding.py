@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 import helpers
+import train as train_lib
 from curvelab import metrics as metrics_lib
+from curvelab import optim
+from curvelab import sharding
 from curvelab import steps as steps_lib
 
 CHILD = textwrap.dedent('''
@@ -193,6 +196,60 @@ _REFERENCE_CPU_STEP = dict(requested=0, per_device_batch=128, grad_accum_steps=1
 def test_resolve_concurrent_microbatches(changes, expected):
   kwargs = {**_REFERENCE_CPU_STEP, **changes}
   assert steps_lib.resolve_concurrent_microbatches(**kwargs) == expected
+
+
+_REFERENCE_CPU_GROUPS = dict(cpu_microbatch_size=4, per_device_batch=128, grad_accum_steps=1,
+                             concurrent_microbatches=2, has_model_state=False, platform='cpu')
+
+
+@pytest.mark.parametrize('changes,expected', [
+    # 128 examples, 2 side by side: 16 groups of 2 x 4.
+    ({}, 16),
+    ({'cpu_microbatch_size': 8}, 8),
+    ({'cpu_microbatch_size': 64}, 1),
+    ({'cpu_microbatch_size': 0}, 1),
+    # The user's accumulation is kept and multiplied: 2 x (32 examples -> 8 micro-batches of 4).
+    ({'grad_accum_steps': 2}, 16),
+    # 60 examples per group: 6 micro-batches of 10 (the largest divisor leaving at least 8).
+    ({'per_device_batch': 60, 'concurrent_microbatches': 1, 'cpu_microbatch_size': 8}, 6),
+    # A group already smaller than the size, or prime, is not split.
+    ({'per_device_batch': 6}, 1),
+    ({'per_device_batch': 14, 'concurrent_microbatches': 1, 'cpu_microbatch_size': 2}, 7),
+    ({'per_device_batch': 13, 'concurrent_microbatches': 1, 'cpu_microbatch_size': 2}, 1),
+    # Accelerators and BatchNorm models keep grad_accum_steps.
+    ({'platform': 'gpu', 'grad_accum_steps': 2}, 2),
+    ({'platform': 'tpu'}, 1),
+    ({'has_model_state': True, 'grad_accum_steps': 4}, 4),
+])
+def test_resolve_sequential_microbatches(changes, expected):
+  kwargs = {**_REFERENCE_CPU_GROUPS, **changes}
+  size = kwargs.pop('cpu_microbatch_size')
+  assert steps_lib.resolve_sequential_microbatches(size, **kwargs) == expected
+
+
+def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
+  """train.make_train_step with cpu_microbatch_size loops over cache-sized micro-batches, and the
+  update is the one of the unsplit step."""
+  # SGD: Adam's first update is about lr * sign(g), which float rounding flips where g is ~0.
+  config = helpers.tiny_config(concurrent_microbatches=1, optimizer='sgd', learning_rate=0.1)
+  rng = np.random.default_rng(0)
+  batch = sharding.to_global({
+      'inputs': rng.normal(size=(config.batch_size, 8, 8, 1)).astype(np.float32),
+      'label': rng.integers(0, 10, config.batch_size).astype(np.int32),
+      'weight': np.ones(config.batch_size, np.float32)}, sharding.make_mesh())
+  results = {}
+  for size in (0, 8):
+    config.cpu_microbatch_size = size
+    setup = train_lib.build_without_data(config, num_outputs=10)
+    tx, _ = optim.make_optimizer(config, steps_per_epoch=10)
+    state = train_lib.init_state(setup, tx, batch)
+    step = train_lib.make_train_step(setup, tx, state)
+    metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batch)[1])
+    compiled = jax.jit(step).lower(state, batch, metrics).compile()
+    results[size] = (' while(' in compiled.as_text(), compiled(state, batch, metrics)[0].params)
+  assert not results[0][0] and results[8][0]
+  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[8][1])):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
 def test_microbatches_are_strided():
