@@ -29,8 +29,8 @@ def get_config(arg: str | None = None):
   m.max_length = 1024  # Longest sequence the position table covers.
   c.warmup_epochs = 0.5  # Transformers need warmup where LSTMs do not.
   c.lr_schedule = 'cosine'
-  # Sequences per micro-batch on CPUs: the step measured 10-12 % faster at 2 (or 1) than at 8
-  # (docs/benchmarks.md). The LSTM keeps 0: its recurrent matmuls slow down with fewer rows.
+  # Sequences per micro-batch on CPUs: the step measured 12-13 % faster at 2 than at 8, and 5-6 %
+  # at 1 or 4 (docs/benchmarks.md). The LSTM keeps 0: its recurrent matmuls slow with fewer rows.
   c.cpu_microbatch_size = 2
   if args['tiny']:
     lstm_lm.make_tiny(c)

@@ -14,7 +14,7 @@ from configs import common
 
 ARGS = {'layers': 2, 'optimizer': 'adam', 'block': 'prenorm', 'tiny': False}
 
-# Images per micro-batch on CPUs: the reference ViT's train step measured fastest at 4 (17-20 %
+# Images per micro-batch on CPUs: the reference ViT's train step measured fastest at 4 (13-25 %
 # faster than whole halves of the batch on the 2-core development machine, docs/benchmarks.md).
 CPU_MICROBATCH_SIZE = 4
 

@@ -105,8 +105,8 @@ def resolve_sequential_microbatches(cpu_microbatch_size: int, *, per_device_batc
   group's examples (``per_device_batch / (grad_accum_steps * concurrent_microbatches)``) that
   leaves at least ``cpu_microbatch_size`` examples per micro-batch. The update is the same to
   float rounding. How small pays depends on the model, so each config sets its own size: a
-  ViT's step ran 17-20 % faster at 4 images per micro-batch, while an LSTM's got slower below
-  4 sequences, because the recurrence's matmuls then have too few rows (docs/benchmarks.md).
+  ViT's step ran 13-25 % faster at 4 images per micro-batch, while an LSTM's was no faster, or
+  slower, below 8 sequences: its recurrent matmuls then have too few rows (docs/benchmarks.md).
 
   Args:
     cpu_microbatch_size: config.cpu_microbatch_size; 0 turns the CPU factor off.
