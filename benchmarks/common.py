@@ -227,11 +227,22 @@ def load_config(spec: str):
   return module.get_config(variant or None)
 
 
+def add_sequence_flags(parser) -> None:
+  """The shape of :func:`random_sequences`' batches: ``--frames``, ``--features``,
+  ``--target_length``."""
+  parser.add_argument('--frames', type=int, default=256, help='Input frames per sequence.')
+  parser.add_argument('--features', type=int, default=80, help='Features per frame.')
+  parser.add_argument('--target_length', type=int, default=32, help='Target tokens per sequence.')
+
+
 def add_input_flags(parser) -> None:
-  """``--input`` (images | tokens) and ``--vocab``: the synthetic batch of :func:`make_batch`."""
-  parser.add_argument('--input', default='images', choices=['images', 'tokens'],
-                      help='Synthetic CIFAR-10-shaped images, or tokens of --vocab words.')
+  """``--input`` (images | tokens | sequences), ``--vocab`` and the sequence shape: the synthetic
+  batch of :func:`make_batch`."""
+  parser.add_argument('--input', default='images', choices=['images', 'tokens', 'sequences'],
+                      help='Synthetic CIFAR-10-shaped images, tokens of --vocab words, or '
+                           'frame sequences with token targets (CTC, seq2seq, captioning).')
   parser.add_argument('--vocab', type=int, default=33_278)
+  add_sequence_flags(parser)
 
 
 def make_batch(args, config) -> tuple[dict, int]:
@@ -239,6 +250,9 @@ def make_batch(args, config) -> tuple[dict, int]:
   if args.input == 'tokens':
     return (random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab),
             args.vocab)
+  if args.input == 'sequences':
+    return random_sequences(config.batch_size, frames=args.frames, features=args.features,
+                            target_length=args.target_length, vocab=args.vocab), args.vocab
   return random_images(config.batch_size), 10
 
 
@@ -276,3 +290,17 @@ def random_tokens(batch: int, length: int, vocab: int, seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
   ids = rng.integers(1, vocab, (batch, length + 1)).astype(np.int32)
   return {'inputs': ids[:, :-1], 'targets': ids[:, 1:], 'weight': np.ones((batch, length), np.float32)}
+
+
+def random_sequences(batch: int, *, frames: int, features: int, target_length: int, vocab: int,
+                     seed: int = 0) -> dict:
+  """A synthetic sequence batch: lengths between half and all of ``frames``/``target_length``."""
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(frames // 2, frames + 1, batch)
+  input_mask = (np.arange(frames)[None] < lengths[:, None]).astype(np.float32)
+  target_lengths = rng.integers(max(target_length // 2, 1), target_length + 1, batch)
+  target_mask = (np.arange(target_length)[None] < target_lengths[:, None]).astype(np.float32)
+  targets = rng.integers(3, vocab, (batch, target_length)).astype(np.int32) * target_mask
+  inputs = rng.normal(size=(batch, frames, features)).astype(np.float32) * input_mask[..., None]
+  return {'inputs': inputs, 'input_mask': input_mask, 'targets': targets.astype(np.int32),
+          'target_mask': target_mask, 'weight': np.ones(batch, np.float32)}

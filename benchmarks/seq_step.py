@@ -14,8 +14,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -35,27 +33,11 @@ RUNS = [
 ]
 
 
-def random_sequences(batch: int, *, frames: int, features: int, target_length: int, vocab: int,
-                     seed: int = 0) -> dict:
-  """A synthetic sequence batch: lengths between half and all of ``frames``/``target_length``."""
-  rng = np.random.default_rng(seed)
-  lengths = rng.integers(frames // 2, frames + 1, batch)
-  input_mask = (np.arange(frames)[None] < lengths[:, None]).astype(np.float32)
-  target_lengths = rng.integers(max(target_length // 2, 1), target_length + 1, batch)
-  target_mask = (np.arange(target_length)[None] < target_lengths[:, None]).astype(np.float32)
-  targets = rng.integers(3, vocab, (batch, target_length)).astype(np.int32) * target_mask
-  inputs = rng.normal(size=(batch, frames, features)).astype(np.float32) * input_mask[..., None]
-  return {'inputs': inputs, 'input_mask': input_mask, 'targets': targets.astype(np.int32),
-          'target_mask': target_mask, 'weight': np.ones(batch, np.float32)}
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   common.add_step_flags(parser, steps=5)
   parser.add_argument('--only', default='')
-  parser.add_argument('--frames', type=int, default=256)
-  parser.add_argument('--features', type=int, default=80)
-  parser.add_argument('--target_length', type=int, default=32)
+  common.add_sequence_flags(parser)
   parser.add_argument('--vocab', type=int, default=1000)
   args = parser.parse_args()
   only = common.select_runs(args.only, [name for name, _, _ in RUNS])
@@ -66,8 +48,9 @@ def main() -> None:
     config = module.get_config(variant)
     config.doctor.enabled = False
     common.configure(config, args)
-    batch = random_sequences(config.batch_size, frames=args.frames, features=args.features,
-                             target_length=args.target_length, vocab=args.vocab)
+    batch = common.random_sequences(config.batch_size, frames=args.frames,
+                                    features=args.features, target_length=args.target_length,
+                                    vocab=args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
                                repeats=args.repeats, attention_impl=args.attention)
     real_frames = float(batch['input_mask'].sum())
