@@ -630,9 +630,10 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
   names = steps_lib.layer_names(initial.params)
   train_step, eval_step, empty_train, empty_eval, compile_s = compile_steps(
       setup, tx, initial, example_train, example_eval)
-  log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s.',
-           compile_s, f'{num_params:,}', steps_per_epoch, jax.device_count(),
-           jax.devices()[0].device_kind)
+  log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s; '
+           'micro-batches per step: %d in sequence x %d side by side.', compile_s,
+           f'{num_params:,}', steps_per_epoch, jax.device_count(), jax.devices()[0].device_kind,
+           *microbatching(setup, initial))
   loop = _restore(checkpointer, initial, empty_train)
   history = [r for r in runfiles.read_history(workdir) if r.get('epoch', 0) <= loop.meta['epoch']]
   runfiles.write_history(workdir, history)

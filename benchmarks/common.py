@@ -241,18 +241,20 @@ def add_input_flags(parser) -> None:
   parser.add_argument('--input', default='images', choices=['images', 'tokens', 'sequences'],
                       help='Synthetic CIFAR-10-shaped images, tokens of --vocab words, or '
                            'frame sequences with token targets (CTC, seq2seq, captioning).')
-  parser.add_argument('--vocab', type=int, default=33_278)
+  parser.add_argument('--vocab', type=int, default=None,
+                      help='Vocabulary size (default: 33,278 for tokens, 1,000 for sequences).')
   add_sequence_flags(parser)
 
 
 def make_batch(args, config) -> tuple[dict, int]:
   """A synthetic batch for ``config`` as :func:`add_input_flags` chose, and the output count."""
   if args.input == 'tokens':
-    return (random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab),
-            args.vocab)
+    vocab = args.vocab or 33_278  # WikiText-2's.
+    return random_tokens(config.batch_size, config.dataset.sequence_length, vocab), vocab
   if args.input == 'sequences':
+    vocab = args.vocab or 1_000
     return random_sequences(config.batch_size, frames=args.frames, features=args.features,
-                            target_length=args.target_length, vocab=args.vocab), args.vocab
+                            target_length=args.target_length, vocab=vocab), vocab
   return random_images(config.batch_size), 10
 
 

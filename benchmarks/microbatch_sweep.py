@@ -10,14 +10,17 @@ Compiles train.py's step once per size (``config.cpu_microbatch_size``; 0 = no C
 times them in rounds: one repeat of each size in turn, ``--repeats`` rounds. The machine's speed
 drifts by 10 % and more within minutes (other tenants); interleaving puts that drift on every size
 alike, so the medians compare. Prints, per size: the micro-batches the step runs (sequential x
-side by side, as train.py resolves them on this backend), the median ms per step, examples/s and
-the speed against the first size. Only CPUs split; on GPUs and TPUs every size runs the same step.
+side by side, of so many examples per device, as train.py resolves them on this backend), the
+median ms per step, examples/s and the speed against the first size. Only CPUs split; on GPUs
+and TPUs every size runs the same step.
 """
 
 import argparse
 import os
 import statistics
 import sys
+
+import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -62,7 +65,7 @@ def main() -> None:
   for size, c in compiled.items():
     step_s = statistics.median(times[size])
     sequential, concurrent = c.microbatches
-    examples = c.batch // (sequential * concurrent)
+    examples = c.batch // (sequential * concurrent * jax.device_count())  # Per device, as the size.
     rows.append({'cpu_microbatch_size': size,
                  'micro-batches': f'{sequential} x {concurrent} of {examples}',
                  'ms/step': f'{step_s * 1e3:,.0f}',

@@ -94,8 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
   #   (independent passes a CPU runs one per core; same update). 0 = automatic: 2 on a CPU unless
   #   the model has BatchNorm statistics or the batch does not split, 1 on GPUs and TPUs.
   c.cpu_microbatch_size = 0  # On CPUs, also split each batch into sequential micro-batches of at
-  #   least this many examples per device, so activations stay in the caches (same update; 0 =
-  #   off; GPUs, TPUs and BatchNorm models ignore it). Model configs set what measured fastest.
+  #   least this many examples per device, so activations stay in the caches (same update; dropout
+  #   masks are drawn per micro-batch; 0 = off; GPUs, TPUs and BatchNorm models ignore it). Model
+  #   configs set what measured fastest (benchmarks/microbatch_sweep.py).
   c.batch_size = 128  # Global batch size (all devices together).
   c.eval_batch_size = 0  # Evaluation batch size; 0 = batch_size.
   c.num_epochs = 10  # Training epochs.

@@ -29,7 +29,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.dropout = 0.3  # Dropout on the front-end output, attention and feed-forward outputs.
   c.warmup_epochs = 5.0  # Transformers need a longer warmup than the BiLSTM.
   # Sequences per micro-batch on CPUs: the step measured 15 % faster at 2 than at 8, 5 % at 4
-  # (256-frame inputs; docs/benchmarks.md). The BiLSTM keeps 0, as the LSTM LM does.
+  # (256-frame inputs; docs/benchmarks.md). The BiLSTM keeps 0 (not measured; the LSTM LM's
+  # recurrent matmuls slowed with fewer sequences).
   c.cpu_microbatch_size = 2
   if args['tiny']:
     ctc_bilstm.make_tiny(c)

@@ -82,7 +82,8 @@ def resolve_concurrent_microbatches(requested: int, *, per_device_batch: int,
   Args:
     requested: config.concurrent_microbatches (0 = automatic, else used as given).
     per_device_batch: examples per device in one step.
-    grad_accum_steps: sequential micro-batches per step.
+    grad_accum_steps: config.grad_accum_steps (sequential groups; a CPU may add more, see
+      ``resolve_sequential_microbatches``).
     has_model_state: whether the model carries mutable state (BatchNorm statistics).
     platform: the backend ('cpu', 'gpu', 'tpu'); default: JAX's default backend.
   """
@@ -104,9 +105,11 @@ def resolve_sequential_microbatches(cpu_microbatch_size: int, *, per_device_batc
   from memory. Smaller micro-batches keep them in the cache. ``k`` is the largest divisor of each
   group's examples (``per_device_batch / (grad_accum_steps * concurrent_microbatches)``) that
   leaves at least ``cpu_microbatch_size`` examples per micro-batch. The update is the same to
-  float rounding. How small pays depends on the model, so each config sets its own size: a
-  ViT's step ran 13-25 % faster at 4 images per micro-batch, while an LSTM's was no faster, or
-  slower, below 8 sequences: its recurrent matmuls then have too few rows (docs/benchmarks.md).
+  float rounding, except that dropout draws its masks per micro-batch: with dropout the masks,
+  not their distribution, depend on the split. How small pays depends on the model, so each
+  config sets its own size: a ViT's step ran 13-25 % faster at 4 images per micro-batch, while
+  an LSTM's was no faster, or slower, below 8 sequences: its recurrent matmuls then have too few
+  rows (docs/benchmarks.md).
 
   Args:
     cpu_microbatch_size: config.cpu_microbatch_size; 0 turns the CPU factor off.

@@ -227,29 +227,52 @@ def test_resolve_sequential_microbatches(changes, expected):
   assert steps_lib.resolve_sequential_microbatches(size, **kwargs) == expected
 
 
-def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
-  """train.make_train_step with cpu_microbatch_size loops over cache-sized micro-batches, and the
-  update is the one of the unsplit step."""
-  # SGD: Adam's first update is about lr * sign(g), which float rounding flips where g is ~0.
-  config = helpers.tiny_config(concurrent_microbatches=1, optimizer='sgd', learning_rate=0.1)
+def _digits_batch(batch_size: int) -> dict:
   rng = np.random.default_rng(0)
-  batch = sharding.to_global({
-      'inputs': rng.normal(size=(config.batch_size, 8, 8, 1)).astype(np.float32),
-      'label': rng.integers(0, 10, config.batch_size).astype(np.int32),
-      'weight': np.ones(config.batch_size, np.float32)}, sharding.make_mesh())
+  return sharding.to_global({
+      'inputs': rng.normal(size=(batch_size, 8, 8, 1)).astype(np.float32),
+      'label': rng.integers(0, 10, batch_size).astype(np.int32),
+      'weight': np.ones(batch_size, np.float32)}, sharding.make_mesh())
+
+
+def _train_step_for(config, batch):
+  setup = train_lib.build_without_data(config, num_outputs=10)
+  tx, _ = optim.make_optimizer(config, steps_per_epoch=10)
+  state = train_lib.init_state(setup, tx, batch)
+  return setup, state, train_lib.make_train_step(setup, tx, state)
+
+
+def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
+  """train.make_train_step with cpu_microbatch_size loops over cache-sized micro-batches (two side
+  by side in each iteration), and the update is the one of the step without the loop."""
+  # SGD: Adam's first update is about lr * sign(g), which float rounding flips where g is ~0.
+  config = helpers.tiny_config(concurrent_microbatches=2, optimizer='sgd', learning_rate=0.1)
+  batch = _digits_batch(config.batch_size)
   results = {}
-  for size in (0, 8):
+  for size in (0, 4):
     config.cpu_microbatch_size = size
-    setup = train_lib.build_without_data(config, num_outputs=10)
-    tx, _ = optim.make_optimizer(config, steps_per_epoch=10)
-    state = train_lib.init_state(setup, tx, batch)
-    step = train_lib.make_train_step(setup, tx, state)
+    setup, state, step = _train_step_for(config, batch)
     metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batch)[1])
     compiled = jax.jit(step).lower(state, batch, metrics).compile()
-    results[size] = (' while(' in compiled.as_text(), compiled(state, batch, metrics)[0].params)
-  assert not results[0][0] and results[8][0]
-  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[8][1])):
+    results[size] = (train_lib.microbatching(setup, state), ' while(' in compiled.as_text(),
+                     compiled(state, batch, metrics)[0].params)
+  # 32 examples: 2 side by side of 16, or 4 in sequence x 2 side by side of 4.
+  assert results[0][:2] == ((1, 2), False) and results[4][:2] == ((4, 2), True)
+  for a, b in zip(jax.tree.leaves(results[0][2]), jax.tree.leaves(results[4][2])):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_models_are_not_split_on_cpus():
+  """A model with BatchNorm statistics keeps one micro-batch: smaller ones would change the
+  statistics, hence the update."""
+  from configs import cnn  # pylint: disable=g-import-not-at-top
+  config = cnn.get_config('tiny=True')
+  config.metric_writer = 'events'
+  config.cpu_microbatch_size = 2
+  batch = _digits_batch(config.batch_size)
+  setup, state, _ = _train_step_for(config, batch)
+  assert state.model_state
+  assert train_lib.microbatching(setup, state) == (config.grad_accum_steps, 1)
 
 
 def test_microbatches_are_strided():
