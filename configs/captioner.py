@@ -58,6 +58,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.learning_rate, c.warmup_epochs, c.num_epochs = RECIPES[arch]
   c.lr_schedule = 'constant' if arch == 'baseline' else 'cosine'
   c.batch_size = 32
+  # CPU micro-batches: the Transformer keeps seq2seq_transformer's 4 (1.22x here); the LSTM
+  # architectures none, as recurrent matmuls slow with fewer sequences (docs/benchmarks.md).
+  c.cpu_microbatch_size = c.cpu_microbatch_size if arch == 'transformer' else 0
   if arch == 'transformer':
     m.dropout = 0.3
   if args['tiny']:

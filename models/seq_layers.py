@@ -43,6 +43,37 @@ def lengths(mask: jax.Array) -> jax.Array:
   return (mask > 0).sum(axis=-1).astype(jnp.int32)
 
 
+class TimeConv(nn.Module):
+  """A 1-D convolution over time, written as one matmul over the stacked windows (im2col).
+
+  The same parameters (``kernel`` [k, in, out], ``bias`` [out]), initialisation and result as
+  ``nn.Conv`` with explicit padding. Why not ``nn.Conv``: inside a loop (the step's micro-batch
+  accumulation) XLA:CPU computes a strided convolution's kernel gradient on a generic path, about
+  95 ms a call for the seq2seq front end against a few ms outside the loop
+  (docs/benchmarks.md). As a matmul the gradient is a GEMM everywhere, for a window copy of
+  ``kernel_size / stride`` times the input.
+  """
+  features: int
+  kernel_size: int
+  stride: int
+  padding: tuple[int, int]
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (self.kernel_size, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    x = jnp.pad(x, ((0, 0), self.padding, (0, 0)))
+    out_frames = (x.shape[1] - self.kernel_size) // self.stride + 1
+    span = self.stride * (out_frames - 1) + 1
+    # [B, T', k * C], window j's channels at j * C + c, as in kernel.reshape(k * C, out).
+    windows = jnp.concatenate([x[:, j:j + span:self.stride] for j in range(self.kernel_size)],
+                              axis=-1)
+    windows, kernel, bias = nn.dtypes.promote_dtype(windows, kernel, bias, dtype=self.dtype)
+    return windows @ kernel.reshape(-1, self.features) + bias
+
+
 class ConvFrontEnd(nn.Module):
   """Temporal 1-D convolutions (GELU, LayerNorm), subsampling by the product of ``strides``.
 
@@ -60,8 +91,8 @@ class ConvFrontEnd(nn.Module):
     pad = ((self.kernel_size - 1) // 2, self.kernel_size // 2)
     for i, stride in enumerate(self.strides):
       x = x * mask[..., None].astype(x.dtype)
-      x = nn.Conv(self.channels, (self.kernel_size,), strides=(stride,), padding=(pad,),
-                  dtype=self.dtype, name=f'conv_{i}')(x)
+      x = TimeConv(self.channels, self.kernel_size, stride, pad, dtype=self.dtype,
+                   name=f'conv_{i}')(x)
       x = nn.LayerNorm(dtype=self.dtype, name=f'conv_norm_{i}')(nn.gelu(x))
       mask = mask[:, ::stride]
     return x * mask[..., None].astype(x.dtype), mask

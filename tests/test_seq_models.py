@@ -143,3 +143,23 @@ def test_seq2seq_task_beam_search_decodes_any_encoder_decoder_without_recompilin
       if len(eos):
         assert (row[eos[0] + 1:] == 0).all()
   assert decode._cache_size() == 1  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('kernel,stride,frames', [(5, 2, 64), (5, 2, 63), (3, 1, 7), (5, 3, 11),
+                                                  (4, 2, 9), (1, 1, 5)])
+def test_time_conv_is_nn_conv(kernel, stride, frames):
+  """TimeConv (windows x matmul) has nn.Conv's parameters, initialisation, outputs and gradients."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  pad = ((kernel - 1) // 2, kernel // 2)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, frames, 4)).astype(np.float32))
+  ref = nn.Conv(6, (kernel,), strides=(stride,), padding=(pad,))
+  ours = seq_layers.TimeConv(6, kernel, stride, pad)
+  params = ref.init(jax.random.PRNGKey(1), x)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ours.init(jax.random.PRNGKey(1), x))):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-5, atol=1e-5)
+  loss = lambda module: lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
+  want = jax.grad(loss(ref), argnums=(0, 1))(params, x)
+  got = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
