@@ -48,10 +48,11 @@ class TimeConv(nn.Module):
 
   The same parameters (``kernel`` [k, in, out], ``bias`` [out]), initialisation and result as
   ``nn.Conv`` with explicit padding. Why not ``nn.Conv``: inside a loop (the step's micro-batch
-  accumulation) XLA:CPU computes a strided convolution's kernel gradient on a generic path, about
-  95 ms a call for the seq2seq front end against a few ms outside the loop
-  (docs/benchmarks.md). As a matmul the gradient is a GEMM everywhere, for a window copy of
-  ``kernel_size / stride`` times the input.
+  accumulation) XLA:CPU computes a strided convolution's kernel gradient on a generic path, 92-99
+  ms a call for the seq2seq front end; outside a loop it rewrites it into a window-dilated
+  convolution that was not among the step's costly operations (docs/benchmarks.md). As a matmul
+  the gradient is a GEMM everywhere, for a window copy of ``kernel_size / stride`` times the
+  input.
   """
   features: int
   kernel_size: int
