@@ -529,6 +529,21 @@ def _check_resume(setup: Setup, workdir: pathlib.Path, checkpointer, example_bat
       'shapes; use a new --workdir or restore the saved value.')
 
 
+def _check_epochs_left(checkpointer, cadence: durations.Cadence, workdir: pathlib.Path) -> None:
+  """Refuses to resume a checkpoint that is past the end of the configured run.
+
+  Its data-loader position lies beyond the shorter run's epochs, so resuming cannot continue it;
+  the check runs before compilation, and the workdir's files are left as they are.
+  """
+  step = checkpointer.latest_step()
+  if step is not None and step > cadence.total_steps:
+    raise errors.ResumeError(
+        f'workdir {workdir} holds a checkpoint at step {step} (epoch '
+        f'{cadence.epoch_of(step)}), past the end of this config\'s run '
+        f'(num_epochs={cadence.num_epochs}: {cadence.total_steps} steps); raise num_epochs to '
+        f'at least {cadence.epoch_of(step)} or use a new --workdir.')
+
+
 def _check_vocabulary(setup: Setup, workdir: pathlib.Path) -> None:
   """Saves the tokenizer with the run, or refuses to resume with a different one."""
   tokenizer = setup.data.extra.get('tokenizer')
@@ -627,6 +642,7 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
 
   initial = init_state(setup, tx, example_train)
   num_params = state_lib.count_params(initial.params)
+  _check_epochs_left(checkpointer, cadence, workdir)
   names = steps_lib.layer_names(initial.params)
   train_step, eval_step, empty_train, empty_eval, compile_s = compile_steps(
       setup, tx, initial, example_train, example_eval)

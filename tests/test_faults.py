@@ -3,15 +3,12 @@ processes on one workdir. All offline on CPU; a run never loses its history or i
 """
 
 import errno
-import json
-import os
 import pathlib
 import random
+import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
@@ -52,15 +49,6 @@ def reference(tmp_path_factory):
   return helpers.without_timing(helpers.read_history(workdir))
 
 
-def _wait_for(predicate, timeout=120.0):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if predicate():
-      return True
-    time.sleep(0.05)
-  return False
-
-
 def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, tmp_path_factory, request):
   proc = _start(tmp_path, EPOCHS, '--config.log_every_steps=1')
   # Wait until training runs (a progress line inside epoch 2), then ask it to stop.
@@ -88,29 +76,57 @@ def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, tmp_path_factory,
   assert helpers.without_timing(helpers.read_history(tmp_path)) == reference
 
 
-def test_twenty_kill_nines_then_resume_equals_uninterrupted(tmp_path, reference):
-  """20 SIGKILLs, each at a random moment once the child is training (after a random number of
-  its progress lines, 0-2 s later), so kills land mid-step, mid-save and mid-evaluation; then the
-  same command to completion must reproduce the uninterrupted history."""
-  rng = random.Random(0)
-  reached_training = 0
-  for _ in range(20):
-    proc = _start(tmp_path, EPOCHS, '--config.log_every_steps=1')
-    wanted = rng.randint(1, 6)
-    seen = 0
+# A progress line of the child (train.py's ``Progress.report``): 'epoch 2 step 13/32  loss ...'.
+_PROGRESS = re.compile(r'epoch \d+ step (\d+)/(\d+)')
+
+
+def _kill_at_step(workdir, target: int) -> tuple[int | None, int]:
+  """Starts the fault run, SIGKILLs it as soon as it reports global step ``target``.
+
+  The kill is triggered by the child's own progress line, not by a sleep, so it lands at the same
+  point of the run on any machine, with a cold or a warm compilation cache. The child has printed
+  the line just before, so it is in training: in the next step, or, for an epoch's last step, in
+  that epoch's evaluation, history write or checkpoint save.
+
+  Returns:
+    (the step the child reported before the kill, or None when it never reached ``target``;
+    the child's exit status: ``-SIGKILL`` when the kill ended it).
+  """
+  proc = subprocess.Popen(_command(workdir, EPOCHS, '--config.log_every_steps=1'),
+                          cwd=helpers.REPO, env=helpers.child_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+  reached = None
+  try:
     for line in proc.stdout:
-      if ' step ' in line and 'loss' in line:
-        seen += 1
-        if seen >= wanted:
-          break
-    reached_training += seen > 0
-    time.sleep(rng.uniform(0.0, 2.0))
+      match = _PROGRESS.search(line)
+      if match and int(match.group(1)) >= target:
+        reached = int(match.group(1))
+        break
+  finally:
     proc.kill()
     proc.communicate()
-    if helpers.checkpoint_steps(tmp_path) and max(helpers.checkpoint_steps(tmp_path)) >= (
-        EPOCHS * 8):
-      break  # Finished between kills: nothing left to interrupt.
-  assert reached_training >= 3  # The kills really hit training, not just start-up.
+  return reached, proc.returncode
+
+
+def test_twenty_kill_nines_then_resume_equals_uninterrupted(tmp_path, reference):
+  """20 SIGKILLs at random steps of the run, each triggered by the child's progress lines; then
+  the same command to completion reproduces the uninterrupted history.
+
+  Each child resumes from the newest committed checkpoint (an epoch end) and is killed when it
+  reports a step drawn from the next 1-12 steps: mid-epoch, or just after an epoch's last step
+  (during its evaluation or checkpoint save), or early in the next epoch. Targets stop two steps
+  short of the end, so no child can finish: every kill lands while the run trains.
+  """
+  total = EPOCHS * 8
+  rng = random.Random(0)
+  landed = []
+  for _ in range(20):
+    resume = max(helpers.checkpoint_steps(tmp_path), default=0)
+    target = rng.randint(min(resume + 1, total - 2), min(resume + 12, total - 2))
+    reached, returncode = _kill_at_step(tmp_path, target)
+    landed.append(reached is not None and returncode == -signal.SIGKILL)
+  assert sum(landed) >= 15, landed  # The kills hit training, not start-up or a crash.
+  assert max(helpers.checkpoint_steps(tmp_path)) >= 8  # Epoch ends were crossed and saved.
   done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
                          f'--workdir={tmp_path}')
   assert done.returncode == 0, done.stderr[-2000:]
@@ -228,8 +244,11 @@ def test_nan_rollback_policy_recovers_with_a_lower_learning_rate(tmp_path, monke
 
 
 def test_second_process_on_a_workdir_is_refused_and_stale_locks_are_taken_over(tmp_path):
-  first = _start(tmp_path, 40)
-  assert _wait_for(lambda: (tmp_path / '.lock').exists())
+  # The first run is far too long to finish during the test; it holds the lock from before its
+  # first progress line (which is what this waits for) until it is killed.
+  first = _start(tmp_path, 10_000, '--config.log_every_steps=1')
+  assert any(_PROGRESS.search(line) for line in first.stdout), first.stderr.read()[-2000:]
+  assert (tmp_path / '.lock').exists()
   second = helpers.run_cli('train.py', *FAULT_CLI, '--config.num_epochs=40',
                            f'--workdir={tmp_path}', timeout=120)
   assert second.returncode != 0
@@ -238,7 +257,22 @@ def test_second_process_on_a_workdir_is_refused_and_stale_locks_are_taken_over(t
   first.kill()
   first.communicate()
   assert (tmp_path / '.lock').exists()  # Left behind by kill -9 ...
-  third = helpers.run_cli('train.py', *FAULT_CLI, '--config.num_epochs=1',
-                          f'--workdir={tmp_path}', timeout=240)
-  assert third.returncode == 0, third.stderr[-2000:]  # ... and detected as stale.
+  # ... and detected as stale: the same command takes the workdir over and trains (its progress
+  # line says so), then stops on SIGTERM with its checkpoint, releasing the lock.
+  third = _start(tmp_path, 10_000, '--config.log_every_steps=1')
+  assert any(_PROGRESS.search(line) for line in third.stdout), third.stderr.read()[-2000:]
+  third.send_signal(signal.SIGTERM)
+  _, err = third.communicate(timeout=240)
+  assert third.returncode == 0, err[-2000:]
   assert not (tmp_path / '.lock').exists()
+
+
+def test_resuming_past_the_end_of_a_shorter_run_is_refused(tmp_path):
+  train.train_and_evaluate(_config(num_epochs=2), str(tmp_path))
+  config_before = (tmp_path / 'config.json').read_text()
+  done = helpers.run_cli('train.py', *FAULT_CLI, '--config.num_epochs=1', f'--workdir={tmp_path}')
+  assert done.returncode != 0
+  assert helpers.last_line(done.stderr).startswith('error:'), done.stderr[-2000:]
+  assert 'num_epochs=1' in done.stderr and 'step 16' in done.stderr
+  assert 'Traceback' not in done.stderr
+  assert (tmp_path / 'config.json').read_text() == config_before  # Nothing saved is touched.

@@ -32,6 +32,17 @@ FAKE_TRAINER = textwrap.dedent('''
                           "prealloc": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")}) + "\\n")
     print(f"fake trainer attempt {attempt}", flush=True)
     time.sleep(float(cfg.get("sleep", 0)))
+    if cfg.get("barrier"):
+      # Overlap proven without timing: each run announces itself, then waits for the others.
+      barrier = Path(cfg["barrier"])
+      barrier.mkdir(parents=True, exist_ok=True)
+      (barrier / workdir.name).touch()
+      deadline = time.time() + 300
+      while len(list(barrier.iterdir())) < int(cfg["barrier_n"]):
+        if time.time() > deadline:
+          print("barrier: the other runs never started", file=sys.stderr)
+          sys.exit(4)
+        time.sleep(0.02)
     if cfg.get("fail") == "always":
       print("Traceback (most recent call last):", file=sys.stderr)
       print("ValueError: boom in the fake trainer", file=sys.stderr)
@@ -283,8 +294,10 @@ def test_interrupted_run_resumes_and_clears_error(tmp_path, fake_trainer):
 
 def test_parallel_runs_overlap_and_only_filters(tmp_path, fake_trainer):
   set_path = write_set(tmp_path, '''
-      EXPERIMENTS = [{"name": n, "config": "configs/x.py", "overrides": {"sleep": 1.0}}
-                     for n in ("p1", "p2", "p3", "skipped")]''')
+      EXPERIMENTS = [{"name": n, "config": "configs/x.py",
+                      "overrides": {"barrier": BARRIER, "barrier_n": 3}}
+                     for n in ("p1", "p2", "p3", "skipped")]'''.replace(
+                         'BARRIER', repr(str(tmp_path / 'barrier'))))
   code, root = run_sweep(tmp_path, fake_trainer, set_path, "--parallel=3", "--only=p1,p2",
                          "--only", "p3", "--no_report")
   assert code == 0 and not (root / "skipped").exists()
