@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="patience of the early-stopping what-if (default %(default)s)")
   parser.add_argument("--num-classes", type=int, default=None,
                       help="number of classes, for chance-level checks")
+  parser.add_argument("--monitor", default=None, metavar="NAME",
+                      help="validation curve to judge, e.g. val_accuracy, eval_f1, mAP50-95 "
+                           "(default: the validation loss, else the primary validation metric)")
   args = parser.parse_args(argv)
   if args.patience < 1:
     parser.error(f"--patience must be at least 1, got {args.patience}")
@@ -50,15 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     except diagnostics.ReadError as e:
       print(f"diagnose.py: error: {e}", file=sys.stderr)
       failed = True
+  monitors = {}
+  for run in list(runs):
+    try:
+      monitors[run.path] = diagnostics.resolve_monitor(run, args.monitor) if args.monitor else None
+    except diagnostics.ReadError as e:
+      print(f"diagnose.py: error: {e}", file=sys.stderr)
+      runs.remove(run)
+      failed = True
   diagnosed = [(run, diagnostics.diagnose_run(run, num_classes=args.num_classes,
-                                              patience=args.patience)) for run in runs]
-  comparison = compare_runs(runs, {r.path: f for r, f in diagnosed}) if len(runs) > 1 else None
+                                              patience=args.patience,
+                                              monitor=monitors[run.path]),
+                diagnostics.monitor_of(run, monitors[run.path])) for run in runs]
+  comparison = compare_runs(runs, {r.path: f for r, f, _ in diagnosed}) if len(runs) > 1 else None
   if args.json:
     if runs:
-      entries = [formatting.run_entry(r, f) for r, f in diagnosed]
+      entries = [formatting.run_entry(r, f, m) for r, f, m in diagnosed]
       print(formatting.to_json(entries, comparison))
   else:
-    blocks = [formatting.render_run(r, f) for r, f in diagnosed]
+    blocks = [formatting.render_run(r, f, m) for r, f, m in diagnosed]
     if comparison is not None:
       blocks.append(formatting.render_comparison(comparison))
     if blocks:

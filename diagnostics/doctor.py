@@ -66,7 +66,7 @@ def diagnose_history(rows: Sequence[dict], *, num_params: int | None = None,
                      num_train_examples: int | None = None, num_classes: int | None = None,
                      is_curvelab: bool = True, patience: int | None = None,
                      config: dict | None = None, status: str | None = None,
-                     monitor: str | None = None) -> list[Finding]:
+                     monitor: str | None = None, monitor_forced: bool = False) -> list[Finding]:
   """Diagnoses a training history.
 
   Args:
@@ -80,17 +80,23 @@ def diagnose_history(rows: Sequence[dict], *, num_params: int | None = None,
     config: the run's config (nested or dotted), so advice can scale current values.
     status: summary.json status, if known.
     monitor: history key of the run's best checkpoint metric (summary.json best_metric).
+    monitor_forced: judge validation on `monitor` even where a validation loss is logged.
 
   Returns:
     Findings, most fundamental first; a `healthy` info finding when nothing is wrong.
   """
+  return diagnose(make_history(rows, num_params=num_params, num_train_examples=num_train_examples,
+                              num_classes=num_classes, is_curvelab=is_curvelab, patience=patience,
+                              config=config, status=status, monitor=monitor,
+                              monitor_forced=monitor_forced))
+
+
+def make_history(rows: Sequence[dict], *, config: dict | None = None, **info) -> History:
+  """The History the rules see; `info` are RunInfo's fields, `config` nested or dotted."""
   flat = flatten(config) if config else {}
   if config:
     flat.update({k: v for k, v in config.items() if "." in str(k)})
-  info = RunInfo(num_params=num_params, num_train_examples=num_train_examples,
-                 num_classes=num_classes, is_curvelab=is_curvelab, patience=patience,
-                 config=flat, status=status, monitor=monitor)
-  return diagnose(History(list(rows or []), info))
+  return History(list(rows or []), RunInfo(config=flat, **info))
 
 
 class OnlineDoctor:

@@ -14,15 +14,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from diagnostics import curves
+from diagnostics import schema
 from diagnostics.curves import Curve
 
 # Candidate keys for the training and validation objective, most informative first. Losses come
 # first because they move smoothly where accuracies are quantised.
 TRAIN_OBJECTIVES = ("train_loss", "train_perplexity", "train_accuracy", "train_wer", "train_cer",
-                    "train_bleu")
-VAL_OBJECTIVES = ("val_loss", "val_perplexity", "val_accuracy", "val_wer", "val_cer", "val_bleu")
+                    "train_bleu", "train_error_rate", "train_map", "train_f1")
+VAL_OBJECTIVES = ("val_loss", "val_perplexity", "val_accuracy", "val_wer", "val_cer", "val_bleu",
+                  "val_map", "val_error_rate", "val_f1", "val_map50", "val_auc", "val_iou",
+                  "val_dice", "val_mae", "val_rmse", "val_mse")
 # Validation metrics other than the loss, in the order a report would lead with them.
-VAL_METRICS = ("val_accuracy", "val_bleu", "val_wer", "val_cer", "val_perplexity")
+VAL_METRICS = ("val_accuracy", "val_bleu", "val_wer", "val_cer", "val_perplexity", "val_map",
+               "val_error_rate", "val_f1", "val_map50", "val_auc", "val_iou", "val_dice")
 
 
 @dataclasses.dataclass
@@ -38,6 +42,8 @@ class RunInfo:
     config: the run's config flattened to dotted keys ({} when unknown).
     status: summary.json status ("finished", "diverged", ...), if any.
     monitor: history key used to pick the best checkpoint (summary.json best_metric), if any.
+    monitor_forced: the monitor was chosen by the user (`--monitor`): it is the validation curve
+      even where a validation loss is logged.
   """
 
   num_params: int | None = None
@@ -48,6 +54,7 @@ class RunInfo:
   config: dict = dataclasses.field(default_factory=dict)
   status: str | None = None
   monitor: str | None = None
+  monitor_forced: bool = False
 
 
 def flatten(config: Any, prefix: str = "") -> dict:
@@ -104,9 +111,29 @@ class History:
   def val_key(self) -> str | None:
     """Key of the validation objective: val_loss when logged, else the monitored metric."""
     keys = list(VAL_OBJECTIVES)
-    if self.info.monitor and self.info.monitor.startswith("val_"):
-      keys.insert(1, self.info.monitor)
+    monitor = self.info.monitor
+    if isinstance(monitor, str) and self.info.monitor_forced:
+      keys.insert(0, monitor)
+    elif isinstance(monitor, str) and monitor.startswith("val_"):
+      keys.insert(1, monitor)
     return self._first(keys)
+
+  @functools.cached_property
+  def monitor(self) -> dict:
+    """The curve the verdicts rest on, its direction and why it was chosen."""
+    key = self.val_key
+    if key is None:
+      key, why = self.train_key, "no validation curve: the training curve"
+    elif self.info.monitor_forced and key == self.info.monitor:
+      why = "chosen with --monitor"
+    elif key == "val_loss":
+      why = "the validation loss"
+    else:
+      why = "no validation loss: the primary validation metric"
+    if key is None:
+      return {}
+    direction = "higher" if schema.higher_is_better(key) else "lower"
+    return {"key": key, "direction": f"{direction} is better", "chosen": why}
 
   @property
   def train(self) -> Curve | None:
@@ -158,6 +185,18 @@ class History:
       return 0
     label = curves.to_float(self.rows[-1].get("epoch"))
     return curves.as_label(len(self.rows) if label is None else label)
+
+  @functools.cached_property
+  def epochs_run(self) -> int | float:
+    """Epochs the log covers, which is not its row count when rows are evaluations (several per
+    epoch) or when epochs were logged sparsely: the last epoch label, plus one when the log
+    numbers epochs from 0 (Keras, Lightning); the row count for logs without epoch labels."""
+    labels = [curves.to_float(r.get("epoch")) for r in self.rows]
+    labels = [l for l in labels if l is not None]
+    if not labels:
+      return len(self.rows)
+    integral = all(float(l).is_integer() for l in labels)
+    return curves.as_label(labels[-1] + 1 if integral and min(labels) == 0 else labels[-1])
 
   def epoch_of_row(self, i: int) -> int | float:
     """Epoch label of row i."""

@@ -11,12 +11,13 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from diagnostics import aggregate
+from diagnostics import layouts
 from diagnostics import schema
 from diagnostics.curves import to_float
 from diagnostics.history import flatten
@@ -24,9 +25,12 @@ from diagnostics.history import flatten
 HISTORY = "history.jsonl"
 CONFIG = "config.json"
 SUMMARY = "summary.json"
-# File names other frameworks write their per-epoch log under, looked up inside a directory.
+# File names other frameworks write their log under, looked up inside a directory: Lightning
+# (metrics.csv), Keras and fastai (history.csv, log.csv, training.log), Hugging Face
+# (trainer_state.json), YOLOv5 and Ultralytics (results.csv), timm (summary.csv).
 KNOWN_LOG_NAMES = ("metrics.csv", "history.csv", "log.csv", "training.log", "history.json",
-                   "trainer_state.json", "metrics.jsonl", "log.jsonl")
+                   "trainer_state.json", "results.csv", "summary.csv", "metrics.jsonl",
+                   "log.jsonl")
 _EVENT_MARK = "tfevents"
 _SEED_DIR = re.compile(r"^seed[_\-=]?(\d+)$")
 
@@ -42,11 +46,18 @@ class Run:
   Attributes:
     path: the path as given (or the workdir found under it).
     source: "curvelab", "csv", "json", "jsonl" or "tensorboard".
-    rows: canonical per-epoch rows.
+    rows: canonical rows, one per epoch or per evaluation (the notes say which).
     ignored_columns: columns/tags that were not recognised.
     config: config.json (nested dict) for curvelab workdirs, else {}.
-    summary: summary.json for curvelab workdirs, else {}.
-    notes: remarks about the reading (a truncated last line, promoted test columns, ...).
+    summary: summary.json for curvelab workdirs; run-level facts another framework's file
+      states (Hugging Face's train_runtime, for instance), else {}.
+    notes: remarks about the reading (a truncated last line, promoted test columns, how per-step
+      values were aggregated, ...).
+    framework: the layout the file was read as ("curvelab", "huggingface", "lightning", "keras",
+      "fastai", "yolov5", "ultralytics", "timm", "tensorboard" or "generic").
+    columns: every column or tag the file had, for messages about missing curves.
+    unit: what a row is: "epoch", "evaluation" (several per epoch, fractional epoch labels) or
+      "row" (a plain log, one row per epoch).
   """
 
   path: str
@@ -56,6 +67,9 @@ class Run:
   config: dict = dataclasses.field(default_factory=dict)
   summary: dict = dataclasses.field(default_factory=dict)
   notes: list = dataclasses.field(default_factory=list)
+  framework: str = "generic"
+  columns: list = dataclasses.field(default_factory=list)
+  unit: str = "epoch"
 
   @property
   def is_curvelab(self) -> bool:
@@ -115,10 +129,24 @@ def load(path: str) -> list[Run]:
   workdirs = sorted(h.parent for h in p.rglob(HISTORY))
   if workdirs:
     return [read_workdir(w, str(w)) for w in workdirs]
+  # A folder of runs (lightning_logs/version_*/, runs/detect/train*/): one run per log file.
+  logs = _log_files_below(p)
+  if logs:
+    return [read_history_file(f, str(f.parent)) for f in logs]
   if any(_EVENT_MARK in f.name for f in p.rglob("*") if f.is_file()):
     return [read_tensorboard(p, str(path))]
   raise ReadError(f"{path}: no {HISTORY}, history file (.csv/.json/.jsonl) or TensorBoard event "
                   "files found in this directory")
+
+
+def _log_files_below(root: Path) -> list[Path]:
+  """The known log file of each run folder below root (the first known name in each folder)."""
+  found: dict[Path, Path] = {}
+  for name in KNOWN_LOG_NAMES:
+    for f in sorted(root.rglob(name)):
+      if f.is_file():
+        found.setdefault(f.parent, f)
+  return [found[d] for d in sorted(found)]
 
 
 # --- curvelab workdir ---------------------------------------------------------------------------
@@ -143,14 +171,15 @@ def read_workdir(workdir: Path, label: str) -> Run:
   """Reads a curvelab workdir: history.jsonl plus optional config.json and summary.json."""
   notes: list[str] = []
   records = _parse_jsonl(_read_text(workdir / HISTORY), str(workdir / HISTORY), notes)
-  rows, ignored = canonicalize(records)
+  rows, ignored, _ = canonicalize(records)
   if not rows:
     raise ReadError(f"{workdir / HISTORY}: no epochs recorded yet")
   config = _read_json_object(workdir / CONFIG, notes)
   summary = _read_json_object(workdir / SUMMARY, notes)
   if not config and isinstance(summary.get("config"), dict):
     config = summary["config"]
-  return Run(label, "curvelab", rows, ignored, config, summary, notes)
+  return Run(label, "curvelab", rows, ignored, config, summary, notes, framework="curvelab",
+             columns=_columns_of(records))
 
 
 # --- history files ------------------------------------------------------------------------------
@@ -169,23 +198,43 @@ def _read_text(path: Path) -> str:
 
 
 def read_history_file(path: Path, label: str) -> Run:
-  """Reads a CSV, JSON or JSON-lines history written by any framework."""
+  """Reads a CSV, JSON or JSON-lines history written by any framework.
+
+  The records are first read as their framework writes them (`layouts`: Hugging Face's
+  `trainer_state.json`, YOLO and fastai files have their own semantics), then mapped to canonical
+  keys and aggregated into per-epoch or per-evaluation rows (`aggregate`).
+  """
   text = _read_text(path)
   notes: list[str] = []
   suffix = path.suffix.lower()
   head = text.lstrip()[:1]
   if suffix in (".jsonl", ".ndjson") or (suffix != ".json" and head == "{" and "\n{" in text):
     source, records = "jsonl", _parse_jsonl(text, str(path), notes)
+    layout = layouts.interpret(records)
   elif suffix == ".json" or head in "[{":
-    source, records = "json", _parse_json(text, str(path), notes)
+    source, data = "json", _load_json(text, str(path), notes)
+    if layouts.is_trainer_state(data):
+      layout = layouts.huggingface(data)
+      records = layout.records
+    else:
+      records = _json_records(data, str(path), notes)
+      layout = layouts.interpret(records)
   else:
     source, records = "csv", _parse_csv(text, str(path))
-  rows, ignored = canonicalize(records, notes=notes)
+    layout = layouts.interpret(records)
+  notes.extend(layout.notes)
+  rows, ignored, unit = canonicalize(layout.records, notes=notes, used=layout.used)
+  columns = _columns_of(records)
   if not rows:
-    found = ", ".join(sorted({k for r in records for k in r})[:12]) or "none"
+    found = ", ".join(columns[:16]) or "none"
     raise ReadError(f"{path}: no recognised per-epoch columns (found: {found}); expected e.g. "
                     "epoch, loss/train_loss, val_loss, accuracy/val_accuracy, lr")
-  return Run(label, source, rows, ignored, notes=notes)
+  return Run(label, source, rows, ignored, summary=layout.summary, notes=notes,
+             framework=layout.framework, columns=columns, unit=unit)
+
+
+def _columns_of(records: list[dict]) -> list[str]:
+  return [str(c) for c in dict.fromkeys(k for r in records for k in r)]
 
 
 def _parse_jsonl(text: str, where: str, notes: list) -> list[dict]:
@@ -206,14 +255,18 @@ def _parse_jsonl(text: str, where: str, notes: list) -> list[dict]:
   return records
 
 
-def _parse_json(text: str, where: str, notes: list) -> list[dict]:
-  """Parses a JSON history: a list of rows, an object of columns, or a wrapper around either."""
+def _load_json(text: str, where: str, notes: list) -> Any:
+  """Parses a JSON document; JSON lines in a .json file are returned as a list of records."""
   try:
-    data = json.loads(text)
+    return json.loads(text)
   except json.JSONDecodeError as e:
     if e.msg == "Extra data" and text.lstrip().startswith("{"):
       return _parse_jsonl(text, where, notes)  # JSON lines in a .json file
     raise ReadError(f"{where}: not valid JSON (line {e.lineno}: {e.msg})") from None
+
+
+def _json_records(data: Any, where: str, notes: list) -> list[dict]:
+  """Records of a JSON history: a list of rows, an object of columns, or a wrapper around either."""
   if isinstance(data, dict):
     for wrapper in ("history", "log_history", "rows", "epochs", "metrics"):
       if isinstance(data.get(wrapper), (list, dict)):
@@ -329,70 +382,50 @@ def _resolve_time(rows: list[dict]) -> None:
       row[target] = t
 
 
-def _group_by_epoch(rows: list[dict]) -> list[dict]:
-  """Merges rows that share an epoch (Lightning writes train and validation on separate rows).
-
-  Fractional epochs (Hugging Face logs at 0.25, 0.5, ...) belong to the epoch they end in. Later
-  non-missing values win, so the epoch-end value is kept.
-  """
-  labels = [to_float(r.get("epoch")) for r in rows]
-  if all(l is None for l in labels):
-    for i, row in enumerate(rows):
-      row["epoch"] = i + 1
-    return rows
-  fractional = any(l is not None and not float(l).is_integer() for l in labels)
-  merged: dict[float, dict] = {}
-  for row, label in zip(rows, labels):
-    if label is None:
-      continue
-    key = float(math.ceil(label - 1e-9)) if fractional else float(label)
-    target = merged.setdefault(key, {})
-    target.update({k: v for k, v in row.items() if v is not None})
-    target["epoch"] = int(key) if key.is_integer() else key
-  return [merged[k] for k in sorted(merged)]
-
-
-_METRIC_KEYS_HINT = ("loss", "accuracy", "perplexity", "wer", "cer", "bleu", "share", "ratio",
-                     "rate", "samples")
-
-
 def _has_metric(row: dict) -> bool:
-  return any(k.endswith(_METRIC_KEYS_HINT) for k in row)
+  return aggregate.has_train(row) or aggregate.has_val(row)
 
 
-def canonicalize(records: list[dict], prefix: str | None = None,
-                 notes: list | None = None) -> tuple[list[dict], list[str]]:
-  """Turns raw records into canonical per-epoch rows.
+def canonicalize(records: list[dict], prefix: str | None = None, notes: list | None = None,
+                 used: Iterable[str] = ()) -> tuple[list[dict], list[str], str]:
+  """Turns raw records into canonical rows, one per epoch or per evaluation.
 
   Args:
-    records: raw rows (column -> value) as read from a file.
+    records: raw rows (column -> value) as read from a file, in the order they were logged.
+      Keys starting with "_" are the reader's own (TensorBoard wall times) and pass through.
     prefix: split implied by the source (TensorBoard sub-directory), if any.
     notes: list to which remarks are appended.
+    used: raw columns a framework layout consumed; not listed as ignored.
 
   Returns:
-    (rows, ignored column names). Rows without any metric (e.g. step-only rows) are dropped.
+    (rows, ignored column names, the unit of a row: "epoch", "evaluation" or "row"). Rows
+    without any metric (e.g. step-only rows) are dropped.
   """
-  names = [k for r in records for k in r]
+  notes = [] if notes is None else notes
+  names = [k for r in records for k in r if not str(k).startswith("_")]
   mapping, ignored = _map_columns(names, prefix)
   promoted = [n for n, k in mapping.items()
               if k.startswith("val_") and schema.normalize_name(n).startswith("test")]
-  if notes is not None and promoted:
+  if promoted:
     notes.append("test_* columns used as validation (no validation columns found)")
-  rows = []
+  canonical = []
   for record in records:
     row = {}
     for name, value in record.items():
+      if str(name).startswith("_"):
+        row[name] = value
+        continue
       key = mapping.get(name)
       parsed = parse_value(value)
       if key is not None and parsed is not None:
         if key in schema.STRUCTURED_KEYS or not isinstance(parsed, (dict, list, str)):
           row[key] = parsed
-    rows.append(row)
-  if any("time" in r for r in rows):
-    _resolve_time(rows)
-  rows = _group_by_epoch(rows)
+    canonical.append(row)
+  if any("time" in r for r in canonical):
+    _resolve_time(canonical)
+  rows, unit = aggregate.aggregate(canonical, notes)
   rows = [r for r in rows if _has_metric(r)]
-  return rows, sorted(set(ignored))
+  return rows, sorted(set(ignored) - set(used)), unit
 
 
 # --- TensorBoard --------------------------------------------------------------------------------
@@ -428,120 +461,131 @@ def use_tensorboard_without_tensorflow() -> None:
   sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
 
 
+def _event_files(directory: Path) -> list[Path]:
+  """The event files directly in `directory`, in the order they were written (names hold the
+  creation time)."""
+  return sorted(f for f in directory.iterdir() if f.is_file() and _EVENT_MARK in f.name)
+
+
 def _scalar_events(directory: Path) -> Iterable[tuple[str, int, float, float]]:
-  """(tag, step, wall_time, value) of every scalar in a directory, v1 scalars and v2 tensors."""
+  """(tag, step, wall_time, value) of every scalar in a directory, in the order written.
+
+  Files are read one after another with TensorBoard's own event-file loader, v1 simple values and
+  v2 scalar tensors alike. The order matters: a second value of a tag at a step already logged
+  (an evaluation after training, a restart) is a new record, which EventAccumulator would merge.
+  """
   # Imported lazily: TensorBoard (and TensorFlow behind it) takes seconds to import.
   # pylint: disable-next=g-import-not-at-top
-  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.backend.event_processing import event_file_loader
   from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
-  acc = event_accumulator.EventAccumulator(
-      str(directory), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})
-  acc.Reload()
-  tags = acc.Tags()
-  for tag in tags.get(event_accumulator.SCALARS, []):
-    for ev in acc.Scalars(tag):
-      yield tag, int(ev.step), float(ev.wall_time), float(ev.value)
-  for tag in tags.get(event_accumulator.TENSORS, []):
-    for ev in acc.Tensors(tag):
-      try:
-        array = tensor_util.make_ndarray(ev.tensor_proto)
-      except (TypeError, ValueError):
+  for path in _event_files(directory):
+    for event in event_file_loader.EventFileLoader(str(path)).Load():
+      if not event.HasField("summary"):
         continue
-      if array.size == 1 and array.dtype.kind in "fiub":
-        yield tag, int(ev.step), float(ev.wall_time), float(array.reshape(()))
+      for value in event.summary.value:
+        kind = value.WhichOneof("value")
+        if kind == "simple_value":
+          yield value.tag, int(event.step), float(event.wall_time), float(value.simple_value)
+        elif kind == "tensor":
+          try:
+            array = tensor_util.make_ndarray(value.tensor)
+          except (TypeError, ValueError):
+            continue
+          if array.size == 1 and array.dtype.kind in "fiub":
+            yield value.tag, int(event.step), float(event.wall_time), float(array.reshape(()))
+
+
+def _directory_records(directory: Path, prefix: str | None, ignored: set) -> list[dict]:
+  """Canonical records of one event directory, a record per step and occurrence.
+
+  A tag logged again at a step that already has it opens a new record at that step; `_n` counts
+  such occurrences so that records of split directories (Keras' train/ and validation/) pair up.
+  """
+  events = list(_scalar_events(directory))
+  mapping, skipped = _map_columns([e[0] for e in events], prefix)
+  ignored.update(skipped)
+  records: list[dict] = []
+  latest: dict[int, dict] = {}
+  for tag, step, wall_time, value in events:
+    key = mapping.get(tag)
+    if key is None:
+      continue
+    record = latest.get(step)
+    if record is None or key in record:
+      record = {"step": step, "_n": (record["_n"] + 1) if record else 0, "_wall": wall_time}
+      latest[step] = record
+      records.append(record)
+    record[key] = value
+    record["_wall"] = max(record["_wall"], wall_time)
+  return records
 
 
 def read_tensorboard(root: Path, label: str) -> Run:
-  """Reads scalars from TensorBoard event files under root, one row per step.
+  """Reads scalars from TensorBoard event files under root.
 
   Tags are mapped like CSV columns; a `train/` or `validation/` sub-directory (Keras) gives the
-  split of unprefixed tags such as `epoch_loss`. Wall times become `elapsed_s` when no time tag
-  was logged.
+  split of unprefixed tags such as `epoch_loss`. Records are then aggregated like any log: per
+  epoch when an `epoch` scalar is logged (Lightning), else per evaluation when training scalars
+  are much denser than validation ones, else one row per step. Wall times become `elapsed_s` when
+  no time tag was logged.
   """
-  by_step: dict[int, dict] = {}
-  wall: dict[int, float] = {}
   ignored: set[str] = set()
+  merged: dict[tuple[int, int], dict] = {}
   try:
     for directory in _event_dirs(root):
-      prefix = _split_of(root, directory)
-      events = list(_scalar_events(directory))
-      mapping, skipped = _map_columns([e[0] for e in events], prefix)
-      ignored.update(skipped)
-      for tag, step, wall_time, value in events:
-        if tag in mapping:
-          by_step.setdefault(step, {})[mapping[tag]] = value
-          wall[step] = max(wall.get(step, wall_time), wall_time)
+      for record in _directory_records(directory, _split_of(root, directory), ignored):
+        target = merged.setdefault((record["step"], record["_n"]), {})
+        wall = max(target.get("_wall", record["_wall"]), record["_wall"])
+        target.update(record)
+        target["_wall"] = wall
   except ImportError:
     raise ReadError(f"{root}: reading TensorBoard events needs the tensorboard package") from None
   except Exception as e:  # pylint: disable=broad-except
     # Corrupt event files raise a variety of protobuf/IO errors; one line is what the user needs.
     raise ReadError(f"{root}: cannot read TensorBoard events ({type(e).__name__}: {e})") from None
-  if not by_step:
+  if not merged:
     raise ReadError(f"{root}: TensorBoard events hold no recognised scalar tags (ignored: "
                     f"{', '.join(sorted(ignored)) or 'none'})")
-  steps = sorted(by_step)
-  records = [dict(by_step[s], step=s) for s in steps]
-  records = _bin_dense_steps(records)
-  if not any("elapsed_s" in r or "epoch_time_s" in r for r in records):
-    _add_wall_clock(records, wall)
-  rows, more_ignored = canonicalize(records)
+  records = [merged[k] for k in sorted(merged)]
+  for record in records:
+    record.pop("_n", None)
+  notes: list[str] = []
+  rows, more_ignored, unit = canonicalize(records, notes=notes)
   if not rows:
     raise ReadError(f"{root}: TensorBoard events hold no per-epoch losses or metrics")
-  return Run(label, "tensorboard", rows, sorted(ignored | set(more_ignored)))
+  if not any("elapsed_s" in r or "epoch_time_s" in r for r in rows):
+    _add_wall_clock(rows)
+  for row in rows:
+    row.pop("_wall", None)
+  return Run(label, "tensorboard", rows, sorted(ignored | set(more_ignored)), notes=notes,
+             framework="tensorboard", columns=sorted(ignored | {k for r in rows for k in r}),
+             unit=unit)
 
 
-def _bin_dense_steps(records: list[dict]) -> list[dict]:
-  """Averages per-step training scalars into the epochs marked by sparser validation scalars.
-
-  When training is logged every N steps but validation once per epoch, grouping by step would
-  give mostly half-empty rows; validation steps mark the epoch ends instead.
-  """
-  val_steps = [r["step"] for r in records if any(k.startswith("val_") for k in r)]
-  if not val_steps or len(val_steps) * 2 > len(records):
-    return records
-  binned, bucket = [], []
-  boundaries = iter(val_steps)
-  boundary = next(boundaries)
-  for record in records:
-    bucket.append(record)
-    if record["step"] == boundary:
-      binned.append(_merge_bucket(bucket))
-      bucket = []
-      boundary = next(boundaries, None)
-      if boundary is None:
-        break
-  return binned
-
-
-def _merge_bucket(bucket: list[dict]) -> dict:
-  """Means of training metrics over the bucket, last value of everything else."""
-  out: dict = {}
-  sums: dict[str, list] = {}
-  for record in bucket:
-    for key, value in record.items():
-      if key.startswith("train_"):
-        sums.setdefault(key, []).append(value)
-      else:
-        out[key] = value
-  out.update({k: sum(v) / len(v) for k, v in sums.items()})
-  return out
-
-
-def _add_wall_clock(records: list[dict], wall: dict[int, float]) -> None:
-  """Cumulative seconds from event wall times (first epoch assumed as long as the second)."""
-  times = [wall.get(r["step"]) for r in records]
+def _add_wall_clock(rows: list[dict]) -> None:
+  """Cumulative seconds from event wall times (first row assumed as long as the second)."""
+  times = [to_float(r.get("_wall")) for r in rows]
   if len(times) < 2 or any(t is None for t in times):
     return
   start = times[0] - (times[1] - times[0])
-  for record, t in zip(records, times):
-    record["elapsed_s"] = t - start
+  for row, t in zip(rows, times):
+    row["elapsed_s"] = t - start
+
+
+_FRAMEWORK_WORDS = {"huggingface": "Hugging Face Trainer", "lightning": "Lightning",
+                    "keras": "Keras", "fastai": "fastai", "yolov5": "YOLOv5",
+                    "ultralytics": "Ultralytics", "timm": "timm"}
+_SOURCE_WORDS = {"curvelab": "curvelab workdir", "csv": "CSV history", "json": "JSON history",
+                 "jsonl": "JSON-lines history", "tensorboard": "TensorBoard events"}
 
 
 def describe_source(run: Run) -> str:
   """A short description of where a run came from, for the text report."""
-  words = {"curvelab": "curvelab workdir", "csv": "CSV history", "json": "JSON history",
-           "jsonl": "JSON-lines history", "tensorboard": "TensorBoard events"}
-  return f"{words.get(run.source, run.source)}, {len(run.rows)} epochs"
+  words = _SOURCE_WORDS.get(run.source, run.source)
+  if run.framework in _FRAMEWORK_WORDS:
+    words = f"{_FRAMEWORK_WORDS[run.framework]} {words}"
+  unit = "evaluations" if run.unit == "evaluation" else "epochs"
+  return f"{words}, {len(run.rows)} {unit}"
 
 
 def relpath(path: str) -> str:

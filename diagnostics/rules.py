@@ -35,6 +35,14 @@ def _lr_now(h: History) -> float | None:
   return float(np.max(lr.raw)) if lr is not None else None
 
 
+def _to(h: History, value: float) -> str:
+  """' (to 3e-4)' when the run's learning rate is known; '' when the value would be invented.
+
+  Without a configured or logged learning rate the factor is all the log supports.
+  """
+  return f" (to {value:g})" if _lr_now(h) is not None else ""
+
+
 # --- diverged -----------------------------------------------------------------------------------
 
 
@@ -118,7 +126,7 @@ def _diverged_advice(h: History) -> list[Advice]:
   lr = scaled(_lr_now(h), 0.1, 1e-4)
   return [
       Advice({"learning_rate": lr, "grad_clip_norm": 1.0},
-             f"Lower the learning rate about tenfold (to {lr:g}) and clip the gradient norm at "
+             f"Lower the learning rate about tenfold{_to(h, lr)} and clip the gradient norm at "
              "1.0."),
       Advice({"warmup_epochs": 5}, "Warm the learning rate up over the first ~5 epochs."),
       Advice({}, "Check the loss for log(0) or division by zero and the inputs for NaN/Inf."),
@@ -244,9 +252,10 @@ def _no_learning_advice(h: History) -> list[Advice]:
   return [
       Advice({}, "Check that labels match inputs (shuffling them together), that inputs are "
              "normalised and that the loss gets the model's logits."),
-      Advice({"learning_rate": down},
-             f"If the loss jumped up in the first epoch, lower the learning rate to {down:g}."),
-      Advice({"learning_rate": up}, f"If it never moved, raise the learning rate to {up:g}."),
+      Advice({"learning_rate": down}, "If the loss jumped up in the first epoch, lower the "
+             f"learning rate about tenfold{_to(h, down)}."),
+      Advice({"learning_rate": up},
+             f"If it never moved, raise the learning rate about tenfold{_to(h, up)}."),
   ]
 
 
@@ -314,7 +323,7 @@ def lr_too_high(h: History, found: set) -> Finding | None:
 def _lr_high_advice(h: History) -> list[Advice]:
   lr = scaled(_lr_now(h), 0.3, 3e-4)
   alternatives = [Advice({"learning_rate": lr},
-                         f"Lower the learning rate about threefold (to {lr:g}).")]
+                         f"Lower the learning rate about threefold{_to(h, lr)}.")]
   if not h.config_float("warmup_epochs"):
     alternatives.append(Advice({"warmup_epochs": 5},
                                "Warm the learning rate up linearly over the first ~5 epochs."))
@@ -358,7 +367,7 @@ def lr_too_low(h: History, found: set) -> Finding | None:
              "drop_per_epoch": per_epoch, "late_over_early_slope": linearity}
   lr = scaled(_lr_now(h), 3.0, 1e-3)
   alternatives = [Advice({"learning_rate": lr},
-                         f"Raise the learning rate about threefold (to {lr:g}); try tenfold too.")]
+                         f"Raise the learning rate about threefold{_to(h, lr)}; try tenfold too.")]
   return make(h, "lr_too_low", WARNING, [curve.epoch(0), curve.epoch(-1)], text, numbers,
               alternatives)
 
@@ -665,7 +674,7 @@ def _plateau_estimate(h: History, curve) -> tuple[int | None, bool, float | None
   """
   if len(curve) < T.NOT_CONVERGED_MIN_FIT_POINTS:
     return None, False, None
-  cap = int(T.NOT_CONVERGED_MAX_EXTRA_FACTOR * max(len(h), 1))
+  cap = int(T.NOT_CONVERGED_MAX_EXTRA_FACTOR * max(float(h.epochs_run), 1))
   # Real curves have heavier tails than one exponential; fitting the recent half predicts the tail.
   tail = curve.take(slice(-max(T.NOT_CONVERGED_MIN_FIT_POINTS, len(curve) // 2), None))
   fit = curves.fit_exponential(tail.epochs, tail.bad)
@@ -678,14 +687,16 @@ def _plateau_estimate(h: History, curve) -> tuple[int | None, bool, float | None
 
 
 def _not_converged_advice(h: History, extra: int | None, capped: bool) -> list[Advice]:
-  # Without an estimate, doubling the budget is the smallest step that tells more.
-  total = round_epochs(len(h) + (extra if extra is not None else len(h)))
-  alternatives = [Advice({"num_epochs": total},
-                         f"Train longer: about {total} epochs in total instead of {len(h)}.")]
+  # Without an estimate, doubling the budget is the smallest step that tells more. Budgets are
+  # in epochs, whatever a row of the log is (an evaluation, an epoch logged every few).
+  run = float(h.epochs_run)
+  total = round_epochs(run + (extra if extra is not None else run))
+  alternatives = [Advice({"num_epochs": total}, f"Train longer: about {total} epochs in total "
+                         f"instead of {curves.as_label(round(run, 1))}.")]
   if capped:
     lr = scaled(_lr_now(h), 3.0, 1e-3)
-    alternatives.append(Advice({"learning_rate": lr},
-                               f"Or raise the learning rate (to about {lr:g}) to converge sooner."))
+    alternatives.append(Advice({"learning_rate": lr}, "Or raise the learning rate about "
+                               f"threefold{_to(h, lr)} to converge sooner."))
   return alternatives
 
 
@@ -748,8 +759,8 @@ def _underfitting_advice(h: History) -> list[Advice]:
   if regularised or not h.info.is_curvelab:
     alternatives.append(Advice(regularised or {"model.dropout": 0.0},
                                "Remove regularisation (dropout, weight decay)."))
-  alternatives.append(Advice({"learning_rate": lr},
-                             f"Raise the learning rate (to about {lr:g}) or train longer."))
+  alternatives.append(Advice({"learning_rate": lr}, "Raise the learning rate about "
+                             f"threefold{_to(h, lr)} or train longer."))
   return alternatives
 
 
@@ -824,9 +835,12 @@ def early_stopping(h: History, found: set) -> Finding | None:
     return None
   stop_row = int(curve.rows[stop_i])
   saved_rows = len(h) - 1 - stop_row
+  # In epochs, not rows: they differ when the log evaluates several times per epoch.
+  saved_epochs = curves.as_label(round(float(h.last_epoch) - float(curve.epoch(stop_i)), 2))
   numbers = {"patience": needed, "requested_patience": patience, "monitor": curve.key,
              "best_epoch": curve.epoch(best_i), "stop_epoch": curve.epoch(stop_i),
-             "epochs_after_stop": saved_rows, "fraction_of_run": saved_rows / len(h),
+             "epochs_after_stop": saved_epochs, "rows_after_stop": saved_rows,
+             "fraction_of_run": saved_rows / len(h),
              "best_value": float(curve.raw[best_i])}
   time_text = ""
   if h.elapsed is not None and math.isfinite(h.elapsed[-1]) and math.isfinite(h.elapsed[stop_row]):
@@ -835,7 +849,7 @@ def early_stopping(h: History, found: set) -> Finding | None:
     time_text = f" ({seconds:.4g} s)"
   text = (f"Early stopping on {describe(curve.key)} with patience {needed} would have stopped at "
           f"epoch {curve.epoch(stop_i)} keeping the best epoch {curve.epoch(best_i)} "
-          f"({num(curve.raw[best_i])}); the {saved_rows} epochs after it{time_text} found nothing "
+          f"({num(curve.raw[best_i])}); the {saved_epochs} epochs after it{time_text} found nothing "
           f"better.")
   if needed != patience:
     premature = curve.epoch(first[1])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 # Metrics where larger is better; every other metric (loss, perplexity, wer, cer) is lower-better.
-HIGHER_IS_BETTER = frozenset({"accuracy", "bleu"})
+HIGHER_IS_BETTER = frozenset({"accuracy", "bleu", "map", "map50", "precision", "recall", "f1",
+                              "auc", "iou", "dice", "top5"})
 
 # Metric name spellings -> canonical metric name (without the split prefix).
 _METRIC_ALIASES = {
@@ -39,6 +40,33 @@ _METRIC_ALIASES = {
     "len_ratio": "length_ratio",
     "repetition_rate": "repetition_rate",
     "samples": "samples",
+    # Detection (YOLO's columns are read by layouts.yolo), segmentation, retrieval.
+    "map": "map",
+    "map_0_5_0_95": "map",
+    "map50_95": "map",
+    "map_50_95": "map",
+    "map50": "map50",
+    "map_0_5": "map50",
+    "map_50": "map50",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "f1",
+    "f1_score": "f1",
+    "auc": "auc",
+    "roc_auc": "auc",
+    "iou": "iou",
+    "miou": "iou",
+    "dice": "dice",
+    "top5": "top5",
+    "top_5": "top5",
+    # Lower is better.
+    "error_rate": "error_rate",
+    "err": "error_rate",
+    "error": "error_rate",
+    "top1_err": "error_rate",
+    "mae": "mae",
+    "mse": "mse",
+    "rmse": "rmse",
 }
 
 # Metrics that are normally measured on validation data only, so an unprefixed column is validation.
@@ -112,6 +140,18 @@ _PLAIN_ALIASES = {
     "pred_class_hist": "pred_class_hist",
     "val_pred_class_hist": "pred_class_hist",
     "nonfinite": "nonfinite",
+    # Per-row counts that weight a row's training values (aggregate.py), and Hugging Face's
+    # cumulative token counter (weights are its differences).
+    "weight": "weight",
+    "num_examples": "weight",
+    "n_examples": "weight",
+    "num_samples": "weight",
+    "n_samples": "weight",
+    "num_tokens": "weight",
+    "n_tokens": "weight",
+    "ntokens": "weight",
+    "tokens_seen": "tokens_seen",
+    "num_input_tokens_seen": "tokens_seen",
 }
 
 # Canonical keys that carry a non-scalar value (dict or list) in a row.
