@@ -5,9 +5,10 @@ Typical use::
   from reporting import build_report
   result = build_report(["runs/sweep_vit"], "runs/sweep_vit/report")
 
-Modules: runs (discovery and loading), metrics (direction and units), configs (flattening
-and one-factor differences), stats (mean ± std, Welch's t-test), tables (rows, markdown,
-csv), figures (PNG), doctor (diagnosis findings), html_page (self-contained page),
+Modules: runs (discovery and loading), seeds (which runs are seeds of one experiment: seed_K
+folders, else configs equal except the seed), metrics (direction and units), configs
+(flattening and one-factor differences), stats (mean ± std, Welch's t-test), tables (rows,
+markdown, csv), figures (PNG), doctor (diagnosis findings), html_page (self-contained page),
 build (the whole report).
 """
 

@@ -8,6 +8,13 @@ from typing import Any, Mapping
 # row averages over, and directories/paths only say where files went.
 _IGNORED_NAMES = frozenset({"seed", "workdir", "work_dir", "output_dir", "log_dir"})
 _IGNORED_SUFFIXES = ("_seed", "dir", "_path", "_file")
+# Factors whose names end like a path: stochastic depth's rate (configs/vit_recipe.py).
+_FACTORS_NAMED_LIKE_PATHS = frozenset({"drop_path", "drop_path_rate"})
+# Top-level fields that only name or tag a run. Top level only: `model.name`, `task.name` and
+# `dataset.name` (configs/common.py) are factors. configs/common.py itself has no label field;
+# these are the names hand-written configs and other tools use.
+RUN_LABEL_KEYS = frozenset({"name", "run_name", "run_label", "label", "experiment_name",
+                            "exp_name", "tag", "tags"})
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -26,9 +33,11 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def is_ignored(key: str) -> bool:
-  """Returns True for seed and workdir-like fields that are not experimental factors."""
+  """Returns True for seed, workdir-like and run-label fields that are not experimental factors."""
   last = key.rsplit(".", 1)[-1].lower()
-  return last in _IGNORED_NAMES or last.endswith(_IGNORED_SUFFIXES)
+  if last in _FACTORS_NAMED_LIKE_PATHS:
+    return False
+  return last in _IGNORED_NAMES or last.endswith(_IGNORED_SUFFIXES) or key in RUN_LABEL_KEYS
 
 
 def comparable(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,12 +51,15 @@ class RunData:
     config: config.json contents ({} when absent).
     history: history rows in file order.
     summary: summary.json contents, or None for unfinished runs.
+    config_source: the file `config` was read from: CONFIG, SUMMARY (its "config" entry) or
+      "" when neither holds one.
   """
 
   location: RunLocation
   config: dict
   history: list[dict]
   summary: dict | None
+  config_source: str = ""
 
   @property
   def workdir(self) -> Path:
@@ -82,7 +85,7 @@ class RunData:
   @property
   def label(self) -> str:
     """A short label: the experiment name, plus the seed when the directory is per seed."""
-    if _SEED_DIR.match(self.workdir.name):
+    if is_seed_dir(self.workdir):
       return f"{self.experiment} seed {self.seed}"
     return self.experiment
 
@@ -201,6 +204,11 @@ def experiment_name(workdir: Path, root: Path) -> str:
   return "/".join(parts)
 
 
+def is_seed_dir(workdir: Path) -> bool:
+  """Returns True for a directory named like the sweep's per-seed folders (`seed_K`)."""
+  return bool(_SEED_DIR.match(workdir.name))
+
+
 def natural_key(text: str) -> list:
   """Sort key that orders "exp2" before "exp10"."""
   return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
@@ -222,11 +230,12 @@ def load_run(location: RunLocation) -> RunData:
   workdir = location.workdir
   history = read_history(workdir / HISTORY)
   summary = _read_json_object(workdir / SUMMARY)
-  config = _read_json_object(workdir / CONFIG)
+  config, source = _read_json_object(workdir / CONFIG), CONFIG
   if config is None:
     # Runs without config.json may still carry their config in the summary.
-    config = summary.get("config") if summary and isinstance(summary.get("config"), dict) else {}
-  return RunData(location, config, history, summary)
+    has_copy = bool(summary) and isinstance(summary.get("config"), dict)
+    config, source = (summary["config"], SUMMARY) if has_copy else ({}, "")
+  return RunData(location, config, history, summary, source)
 
 
 def read_history(path: Path) -> list[dict]:

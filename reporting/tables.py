@@ -1,7 +1,8 @@
 """Experiment tables: per-run numbers, mean ± std over seeds, one-factor significance marks.
 
-One row per experiment (the seeds of an experiment share a row). Numbers are kept in the
-metric's stored units; rendering converts to display units (accuracy in %).
+One row per experiment (the seeds of an experiment share a row; reporting.seeds decides which
+runs are seeds of one experiment). Numbers are kept in the metric's stored units; rendering
+converts to display units (accuracy in %).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import io
 from typing import Sequence
 
-from reporting import configs
+from reporting import configs, seeds
 from reporting.metrics import MetricSpec, is_number
 from reporting.runs import BrokenRun, RunData, natural_key
 from reporting.stats import ALPHA, SeedStat, Separation, seed_stat, welch_separation
@@ -131,7 +132,12 @@ def format_p(p: float) -> str:
 
 @dataclasses.dataclass
 class ExperimentRow:
-  """One table row: an experiment over its seeds."""
+  """One table row: an experiment over its seeds.
+
+  Attributes:
+    grouped_by: how its runs were found to be seeds of one experiment (a seeds.GROUPED_BY_*
+      or seeds.NOT_GROUPED_* string).
+  """
 
   group: str
   name: str
@@ -139,6 +145,7 @@ class ExperimentRow:
   numbers: list[RunNumbers]
   stats: dict[str, SeedStat]
   config: dict
+  grouped_by: str
   comparisons: list[Comparison] = dataclasses.field(default_factory=list)
 
   @property
@@ -148,12 +155,17 @@ class ExperimentRow:
 
 @dataclasses.dataclass
 class Table:
-  """All rows of one set for one metric, plus what was left out of it."""
+  """All rows of one set for one metric, plus what was left out of it.
+
+  Attributes:
+    grouping_notes: footnote lines on runs deliberately not grouped as seeds.
+  """
 
   group: str
   metric: MetricSpec
   rows: list[ExperimentRow]
   broken: list[BrokenRun] = dataclasses.field(default_factory=list)
+  grouping_notes: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def title(self) -> str:
@@ -164,6 +176,9 @@ def build_table(group: str, metric: MetricSpec, runs: Sequence[RunData],
                 broken: Sequence[BrokenRun] = ()) -> Table:
   """Groups runs into experiment rows, summarises seeds and marks one-factor pairs.
 
+  Seeds are grouped by seed_K folder names, else by configs equal except the seed
+  (seeds.group_runs).
+
   Args:
     group: the set label.
     metric: the metric of the table.
@@ -173,23 +188,23 @@ def build_table(group: str, metric: MetricSpec, runs: Sequence[RunData],
   Returns:
     The Table, rows in natural name order.
   """
-  by_name: dict[str, list[RunData]] = {}
-  for run in runs:
-    by_name.setdefault(run.experiment, []).append(run)
-  rows = [_row(group, name, sorted(members, key=_seed_key), metric)
-          for name, members in sorted(by_name.items(), key=lambda kv: natural_key(kv[0]))]
+  seed_groups, notes = seeds.group_runs(runs)
+  rows = [_row(group, g.name, sorted(g.runs, key=_seed_key), metric, g.grouped_by)
+          for g in sorted(seed_groups, key=lambda g: natural_key(g.name))]
   _mark_one_factor_pairs(rows)
-  return Table(group, metric, rows, list(broken))
+  return Table(group, metric, rows, list(broken), notes)
 
 
 def _seed_key(run: RunData):
   return (run.seed is None, run.seed if run.seed is not None else 0, str(run.workdir))
 
 
-def _row(group: str, name: str, runs: list[RunData], metric: MetricSpec) -> ExperimentRow:
+def _row(group: str, name: str, runs: list[RunData], metric: MetricSpec,
+         grouped_by: str) -> ExperimentRow:
   numbers = [run_numbers(run, metric) for run in runs]
   stats = {q: seed_stat([getattr(n, q) for n in numbers]) for q in QUANTITIES}
-  return ExperimentRow(group, name, runs, numbers, stats, configs.comparable(runs[0].config))
+  return ExperimentRow(group, name, runs, numbers, stats, configs.comparable(runs[0].config),
+                       grouped_by)
 
 
 def _mark_one_factor_pairs(rows: list[ExperimentRow]) -> None:
@@ -212,9 +227,9 @@ def _mark_one_factor_pairs(rows: list[ExperimentRow]) -> None:
 def column_headers(metric: MetricSpec) -> list[str]:
   """Returns the markdown/html column headers for a table about `metric`."""
   best = "max" if metric.higher_is_better else "min"
-  return ["experiment", "seeds", "params", "train s/epoch", "peak memory (MiB)",
-          f"{best} train {metric.header}", f"{best} val {metric.header}", "best epoch",
-          f"test {metric.header}", "total time (s)", "one-factor comparisons"]
+  return ["experiment", "seeds", "seeds grouped by", "params", "train s/epoch",
+          "peak memory (MiB)", f"{best} train {metric.header}", f"{best} val {metric.header}",
+          "best epoch", f"test {metric.header}", "total time (s)", "one-factor comparisons"]
 
 
 def row_cells(row: ExperimentRow, metric: MetricSpec) -> list[str]:
@@ -223,6 +238,7 @@ def row_cells(row: ExperimentRow, metric: MetricSpec) -> list[str]:
   return [
       row.name,
       str(len(row.runs)),
+      row.grouped_by,
       _format_params(s["num_params"]),
       format_stat(s["sec_per_epoch"]),
       format_stat(s["peak_mib"], decimals=1),
@@ -270,18 +286,26 @@ def footnotes(table: Table) -> list[str]:
   direction = "higher" if m.higher_is_better else "lower"
   notes = [
       "Values are mean ± sample std (ddof=1) over seeds; a single seed shows its value alone.",
+      f"Seeds grouped by \"{seeds.GROUPED_BY_FOLDER}\": runs in NAME/seed_K folders are the "
+      f"seeds of NAME. \"{seeds.GROUPED_BY_CONFIG}\": other runs whose config.json are equal "
+      "except seed, where outputs go (workdir, output_dir, log_dir, ...), "
+      "dataset.data_dir/manual_dir and top-level name/label fields, whatever their folders "
+      "are called; the row is named after their common folder, else the common start of "
+      "their folder names. Runs without config.json, without a seed in it, or sharing "
+      "config and seed with another run stay on their own rows.",
       f"{m.name}: {direction} is better; best epoch is the first epoch with the best val "
       f"{m.name}; test {m.name} is summary.json `test_{m.name}` (the best-val checkpoint).",
       "train s/epoch: mean history `epoch_time_s` (compilation excluded); peak memory: max "
       "`peak_memory_bytes` in MiB (n/a where the backend reports none); total time: "
       "summary.json `total_time_s` (last `elapsed_s` for unfinished runs).",
-      "One-factor comparisons pair rows whose config.json (flattened; seed, workdir and "
-      "path fields ignored) differ in exactly one field, named in brackets. "
+      "One-factor comparisons pair rows whose config.json (flattened; seed, workdir, "
+      "path and run-label fields ignored) differ in exactly one field, named in brackets. "
       f"≈ marks a pair not separated by more than its seed spread: Welch's t-test "
       f"(scipy.stats.ttest_ind, equal_var=False) on the per-seed test {m.name} gives "
       f"p ≥ {ALPHA}; ≠ marks p < {ALPHA}. Where either row has fewer than 2 seeds: "
       "\"single seed: no test\".",
   ]
+  notes += table.grouping_notes
   if table.broken:
     notes.append("Not in this table (could not be read): " +
                  "; ".join(b.describe() for b in table.broken) + ".")
@@ -314,7 +338,8 @@ def render_markdown(tables: Sequence[Table], broken: Sequence[BrokenRun] = (),
 
 
 CSV_COLUMNS = (
-    ["set", "experiment", "metric", "metric_unit", "best_mode", "seeds", "seed_list"]
+    ["set", "experiment", "metric", "metric_unit", "best_mode", "seeds", "seed_list",
+     "seeds_grouped_by"]
     + [f"{q}_{part}" for q in QUANTITIES for part in ("mean", "std")]
     + ["not_separated_from", "separated_from", "untested_with"])
 
@@ -334,7 +359,8 @@ def _csv_record(table: Table, row: ExperimentRow) -> dict:
   m = table.metric
   record = {"set": table.group, "experiment": row.name, "metric": m.name,
             "metric_unit": m.unit, "best_mode": m.mode, "seeds": len(row.runs),
-            "seed_list": " ".join(str(s) for s in row.seeds if s is not None)}
+            "seed_list": " ".join(str(s) for s in row.seeds if s is not None),
+            "seeds_grouped_by": row.grouped_by}
   for q in QUANTITIES:
     scale = m.scale if q in _METRIC_QUANTITIES else 1.0
     stat = row.stats[q]

@@ -168,11 +168,11 @@ def test_markdown_shows_mean_std_and_na_memory(vit_report):
   md = (out / "table.md").read_text()
   line = next(l for l in md.splitlines() if l.startswith("| exp1_l2_adam "))
   cells = [c.strip() for c in line.strip("|").split("|")]
-  assert cells[:10] == ["exp1_l2_adam", "3", "1,000", "2.00 ± 0.50", "310.0 ± 10.0",
-                        "91.67 ± 2.89", "86.00 ± 1.00", "2.3 ± 0.6", "81.00 ± 1.00",
-                        "11.0 ± 1.0"]
+  assert cells[:11] == ["exp1_l2_adam", "3", "folder names seed_K", "1,000", "2.00 ± 0.50",
+                        "310.0 ± 10.0", "91.67 ± 2.89", "86.00 ± 1.00", "2.3 ± 0.6",
+                        "81.00 ± 1.00", "11.0 ± 1.0"]
   sgd = next(l for l in md.splitlines() if l.startswith("| exp3_l2_sgd "))
-  assert [c.strip() for c in sgd.strip("|").split("|")][4] == "n/a"
+  assert [c.strip() for c in sgd.strip("|").split("|")][5] == "n/a"
   assert "max val accuracy (%)" in md and "test accuracy (%)" in md
 
 
@@ -353,3 +353,171 @@ def test_runs_lacking_an_asked_metric_are_left_out(tmp_path, capsys):
   err = capsys.readouterr().err
   assert "lm_l1: no 'accuracy' metric in history.jsonl (it has: loss, perplexity)" in err
   assert "lm_l1" in (tmp_path / "out" / "table.md").read_text()  # Listed as left out.
+
+
+# --------------------------------------------------------------------------- seed grouping
+
+BY_FOLDER = "folder names seed_K"
+BY_CONFIG = "configs equal except seed"
+
+
+def hand_config(seed, workdir, learning_rate=1e-3, layers=2):
+  """A config whose seed, output locations, label and data dir vary with the run."""
+  return {"seed": seed, "workdir": str(workdir), "run_name": workdir.name,
+          "logging": {"log_dir": f"/logs/{workdir.name}"}, "optimizer": "adam",
+          "learning_rate": learning_rate,
+          "model": {"name": "vit", "num_layers": layers, "drop_path": 0.1},
+          "dataset": {"name": "digits", "data_dir": f"/data/{seed}", "train_split": "train"}}
+
+
+def write_hand_run(workdir, seed, config=None, with_config=True):
+  """A run with the per-seed numbers of exp1 (TEST_ACC, classification_rows), seed 0, 1 or 2."""
+  config = hand_config(seed, workdir) if config is None else config
+  summary = {"num_params": 1000, "test_accuracy": TEST_ACC["exp1_l2_adam"][seed],
+             "total_time_s": 10.0 + seed, "best_metric": "val_accuracy", "best_mode": "max",
+             "status": "finished", "config": config}
+  write_run(workdir, config, classification_rows(seed), summary)
+  if not with_config:
+    (workdir / "config.json").unlink()  # summary.json still holds a copy of the config.
+
+
+def hand_report(tmp_path, root):
+  """Reports on root; returns (the table's rows by name, csv rows, table.md, report.html)."""
+  out = tmp_path / "out"
+  result = build_report([root], out, run_doctor=False, warn=lambda message: None)
+  assert result.ok and len(result.tables) == 1
+  rows = {row.name: row for row in result.tables[0].rows}
+  return (rows, read_csv(out / "table.csv"), (out / "table.md").read_text(),
+          (out / "report.html").read_text())
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_configs_equal_except_seed_group_whatever_the_folder_names(tmp_path, nested):
+  root = tmp_path / "handmade"
+  parent = root / "lr_1e-3" if nested else root
+  for folder, seed in (("seed1", 0), ("s2", 1), ("run_a", 2)):
+    write_hand_run(parent / folder, seed)
+  rows, csv_rows, md, page = hand_report(tmp_path, root)
+  # Named after the folder the three runs have to themselves: lr_1e-3, or the root itself.
+  name = "lr_1e-3" if nested else "handmade"
+  assert list(rows) == [name] and [r.workdir.name for r in rows[name].runs] == [
+      "seed1", "s2", "run_a"]  # In seed order 0, 1, 2.
+  r = csv_rows[name]
+  assert r["seeds"] == "3" and r["seed_list"] == "0 1 2" and r["seeds_grouped_by"] == BY_CONFIG
+  # The exp1 numbers of test_table_values_match_hand_computed: 81 ± 1 %, 86 ± 1 %.
+  assert float(r["test_mean"]) == pytest.approx(81.0) and float(r["test_std"]) == pytest.approx(1.0)
+  assert float(r["best_val_mean"]) == pytest.approx(86.0)
+  assert float(r["best_val_std"]) == pytest.approx(1.0)
+  line = next(l for l in md.splitlines() if l.startswith(f"| {name} "))
+  assert [c.strip() for c in line.strip("|").split("|")][:3] == [name, "3", BY_CONFIG]
+  assert "seeds grouped by" in md and f"<td>{BY_CONFIG}</td>" in page
+
+
+def test_a_different_learning_rate_is_its_own_row(tmp_path):
+  root = tmp_path / "handmade"
+  write_hand_run(root / "exp" / "seed1", 0)
+  write_hand_run(root / "exp" / "s2", 1)
+  workdir = root / "exp" / "run_a"
+  write_hand_run(workdir, 2, hand_config(2, workdir, learning_rate=1e-2))
+  rows, csv_rows, md, _ = hand_report(tmp_path, root)
+  # exp/ is shared with run_a and "seed1"/"s2" have no common start: the first run's name.
+  assert set(rows) == {"exp/seed1", "exp/run_a"}
+  pair, alone = csv_rows["exp/seed1"], csv_rows["exp/run_a"]
+  assert pair["seed_list"] == "0 1" and pair["seeds_grouped_by"] == BY_CONFIG
+  # (0.80 + 0.82) / 2 = 81 %; std sqrt(2 · 1²) = 1.414 %.
+  assert float(pair["test_mean"]) == pytest.approx(81.0)
+  assert float(pair["test_std"]) == pytest.approx(2 ** 0.5)
+  assert alone["seeds"] == "1" and alone["seeds_grouped_by"].startswith("none")
+  assert "exp/seed1 [learning_rate]" in md  # The two rows differ in exactly that factor.
+
+
+def test_config_groups_are_named_by_common_folder_prefix(tmp_path):
+  root = tmp_path / "handmade"
+  for layers in (2, 4):
+    for seed in (0, 1):
+      workdir = root / f"l{layers}_try{seed + 1}"
+      write_hand_run(workdir, seed, hand_config(seed, workdir, layers=layers))
+  rows, csv_rows, md, _ = hand_report(tmp_path, root)
+  # A layer count is part of the identity: two groups, named without the "_tryK".
+  assert set(rows) == {"l2", "l4"}
+  assert all(csv_rows[n]["seeds"] == "2" and csv_rows[n]["seeds_grouped_by"] == BY_CONFIG
+             for n in rows)
+  assert "l4 [model.num_layers]" in md
+
+
+def test_seed_k_layout_is_grouped_by_folder_names(vit_report):
+  _, out = vit_report
+  rows = read_csv(out / "table.csv")
+  assert set(rows) == set(TEST_ACC)
+  assert {r["seeds_grouped_by"] for r in rows.values()} == {BY_FOLDER}
+  assert all(r["seeds"] == "3" for r in rows.values())
+  assert f"| {BY_FOLDER} |" in (out / "table.md").read_text()
+
+
+def test_seed_k_groups_stay_closed_and_names_stay_unique(tmp_path):
+  root = tmp_path / "mixed"
+  for seed in (0, 1):
+    write_hand_run(root / "exp1" / f"seed_{seed}", seed)
+    workdir = root / f"exp1_try{seed + 1}"
+    write_hand_run(workdir, seed, hand_config(seed, workdir, layers=4))
+  extra = root / "exp1_extra"  # Same config as exp1/seed_K, seed 2, outside the folders.
+  write_hand_run(extra, 2)
+  rows, csv_rows, _, _ = hand_report(tmp_path, root)
+  # The folder group keeps its name; the config group's label "exp1" is taken, so "exp1 (2)".
+  assert set(rows) == {"exp1", "exp1 (2)", "exp1_extra"}
+  assert csv_rows["exp1"]["seed_list"] == "0 1"
+  assert csv_rows["exp1"]["seeds_grouped_by"] == BY_FOLDER
+  assert [r.workdir.name for r in rows["exp1 (2)"].runs] == ["exp1_try1", "exp1_try2"]
+  assert csv_rows["exp1 (2)"]["seeds_grouped_by"] == BY_CONFIG
+  assert csv_rows["exp1_extra"]["seeds"] == "1"
+
+
+def test_runs_without_config_json_or_seed_are_not_grouped(tmp_path):
+  root = tmp_path / "handmade"
+  write_hand_run(root / "seed1", 0, with_config=False)
+  write_hand_run(root / "s2", 1, with_config=False)
+  for folder in ("noseed_a", "noseed_b"):
+    config = hand_config(0, root / "x")  # Equal configs (paths included) ...
+    del config["seed"]  # ... but nothing says they are different seeds.
+    write_hand_run(root / folder, 0, config)
+  rows, csv_rows, _, _ = hand_report(tmp_path, root)
+  assert set(rows) == {"seed1", "s2", "noseed_a", "noseed_b"}
+  assert csv_rows["seed1"]["seeds_grouped_by"] == "none (no config.json)"
+  assert csv_rows["s2"]["seeds_grouped_by"] == "none (no config.json)"
+  assert csv_rows["noseed_a"]["seeds_grouped_by"] == "none (no seed in config.json)"
+
+
+def test_equal_configs_with_a_repeated_seed_are_not_grouped(tmp_path):
+  root = tmp_path / "handmade"
+  write_hand_run(root / "seed1", 0)
+  write_hand_run(root / "s2", 1)
+  write_hand_run(root / "s2_copy", 1)  # A copy or re-run of seed 1.
+  rows, csv_rows, md, page = hand_report(tmp_path, root)
+  # Documented in reporting/seeds.py: which run is "the" seed 1 is unknowable, so none of
+  # this config's runs is grouped and a footnote says why.
+  assert set(rows) == {"seed1", "s2", "s2_copy"}
+  assert {r["seeds_grouped_by"] for r in csv_rows.values()} == {
+      "none (equal configs, repeated seed)"}
+  assert "repeat a seed (seed 1: s2, s2_copy)" in md and "repeat a seed" in page
+
+
+def test_identity_ignores_seed_outputs_and_labels_only():
+  from reporting import seeds  # pylint: disable=import-outside-toplevel
+  config = {"seed": 3, "workdir": "/w", "run_name": "a", "label": "x", "name": "try2",
+            "trainer": {"output_dir": "/o", "checkpoint_dir": "/c"},
+            "dataset": {"name": "digits", "data_dir": "/d", "train_path": "/t.npz"},
+            "model": {"name": "vit", "drop_path": 0.1, "embedding_path": "/e.npy"}}
+  assert seeds.identity(config) == {
+      "dataset.name": "digits", "dataset.train_path": "/t.npz", "model.name": "vit",
+      "model.drop_path": 0.1, "model.embedding_path": "/e.npy"}
+  # Run labels are not one-factor comparison factors either; `model.name` is.
+  assert config_lib.is_ignored("run_name") and not config_lib.is_ignored("model.name")
+
+
+def test_drop_path_is_a_factor_not_a_path():
+  from reporting import configs  # pylint: disable=g-import-not-at-top
+  assert not configs.is_ignored("model.drop_path")
+  assert configs.is_ignored("dataset.train_path") and configs.is_ignored("workdir")
+  assert configs.differing_keys(configs.comparable({"model": {"drop_path": 0.1}, "seed": 0}),
+                                configs.comparable({"model": {"drop_path": 0.2}, "seed": 1})) == [
+                                    "model.drop_path"]
