@@ -54,6 +54,35 @@ def _averaged(key: str) -> bool:
   return key.startswith("train_") or key in _MEAN_KEYS
 
 
+# --- restarts -----------------------------------------------------------------------------------
+
+
+def drop_superseded(records: list[dict], notes: list) -> list[dict]:
+  """Keeps the latest training where the log restarts its epoch count.
+
+  Keras' `CSVLogger(append=True)`, or any logger appending to one file, writes a second run (or a
+  resumed one) after the first: epochs go 0, 1, 0, 1, 2, ... Rows from the restart on replace the
+  earlier rows of the same and later epochs, as the resumed run's history does.
+  """
+  kept: list[dict] = []
+  restarts = []
+  last = None
+  for record in records:
+    label = _label(record)
+    if label is not None and last is not None and _epoch_key(label) < last:
+      restarts.append(label)
+      cut = _epoch_key(label)
+      kept = [r for r in kept if _label(r) is None or _epoch_key(_label(r)) < cut]
+    if label is not None:
+      last = _epoch_key(label)
+    kept.append(record)
+  if restarts:
+    where = ", ".join(f"{r:g}" for r in restarts)
+    notes.append(f"the epoch count restarts (at epoch {where}): a re-run or resumed training "
+                 "appended to the same log; its rows replace the earlier ones from there on")
+  return kept
+
+
 # --- post-fit evaluations -----------------------------------------------------------------------
 
 
@@ -257,7 +286,7 @@ def aggregate(records: list[dict], notes: list) -> tuple[list[dict], str]:
     (rows with `epoch` labels, fractional for evaluations inside an epoch, in order; the unit of
     a row: "epoch", "evaluation", or "row" for a plain log whose rows are its epochs).
   """
-  records = drop_post_fit(records, notes)
+  records = drop_post_fit(drop_superseded(records, notes), notes)
   unit = choose_unit(records)
   weighted = any(to_float(r.get(WEIGHT)) is not None or to_float(r.get(CUMULATIVE_WEIGHT))
                  is not None for r in records)

@@ -92,9 +92,17 @@ def _explosion(h: History) -> tuple[int, float, float, str] | None:
     return None
   limit, what = min(limits)
   over = np.nonzero(curve.raw[1:] > limit)[0]
-  if not over.size:
+  hits = [int(over[0]) + 1] if over.size else []
+  median = float(np.median(curve.raw))
+  absurd = T.DIVERGED_MEDIAN_FACTOR * median
+  if median > 0:
+    blown = np.nonzero(curve.raw > absurd)[0]  # The first epoch too: no baseline is needed.
+    if blown.size and (not hits or int(blown[0]) < hits[0]):
+      hits = [int(blown[0])]
+      limit, what = absurd, f"{T.DIVERGED_MEDIAN_FACTOR:g}x the run's median {describe(curve.key)}"
+  if not hits:
     return None
-  i = int(over[0]) + 1
+  i = hits[0]
   return int(curve.rows[i]), float(curve.raw[i]), float(limit), what
 
 

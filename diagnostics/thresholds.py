@@ -135,6 +135,10 @@ LR_COLLAPSE_MIN_IMPROVE_REL = 0.01
 DIVERGED_INITIAL_FACTOR = 3.0
 # With a known number of classes: a loss above this multiple of ln(C) is an explosion.
 DIVERGED_CHANCE_FACTOR = 10.0
+# A training loss this many times the run's median, in any epoch including the first, blew up
+# numerically (a first epoch at 1e34 that then "settles" on a dead network's 7.8). Healthy runs,
+# memorising ones included, stay within a few thousand times their median.
+DIVERGED_MEDIAN_FACTOR = 1e6
 
 # --- early_stopping -----------------------------------------------------------------------------
 # Stopping is worth suggesting when it saves at least this many epochs and this fraction of the run.
