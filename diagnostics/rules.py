@@ -216,12 +216,42 @@ def _does_not_move(h: History) -> dict | None:
           "loss_first": float(loss.raw[0]), "loss_last": float(loss.raw[-1])}
 
 
+def _frozen_predictions(h: History) -> dict | None:
+  """Evidence that validation accuracy never moved, first epoch included, on a flat loss."""
+  acc = h.finite("val_accuracy")
+  if acc is None or len(acc) < T.NO_LEARNING_FLAT_MIN_EPOCHS:
+    return None
+  frac = _accuracy_fraction(acc)
+  if np.ptp(frac) > T.NO_LEARNING_FROZEN_ACC or float(frac[-1]) >= T.NO_LEARNING_FITTED_ACCURACY:
+    return None
+  loss = h.finite("val_loss")
+  if loss is not None:
+    mean = float(np.mean(loss.bad))
+    if mean <= 1e-6 or np.ptp(loss.bad) > T.NO_LEARNING_FLAT_REL * mean:
+      return None
+  return {"accuracy_first": float(frac[0]), "accuracy_last": float(frac[-1]),
+          "accuracy_range": float(np.ptp(frac)),
+          **({"val_loss_range_rel": float(np.ptp(loss.bad) / np.mean(loss.bad))}
+             if loss is not None else {})}
+
+
 def no_learning(h: History, found: set) -> Finding | None:
-  """Loss at chance level (ln C) or chance accuracy, or a loss that does not move at all."""
+  """Loss at chance level (ln C) or chance accuracy, a loss that does not move at all, or a
+  validation accuracy that never changes."""
   if "diverged" in found:
     return None
   chance = _at_chance(h)
   flat = _does_not_move(h)
+  frozen = None if chance or flat else _frozen_predictions(h)
+  if frozen:
+    acc = h.finite("val_accuracy")
+    loss_part = (f" and validation loss moves {frozen['val_loss_range_rel'] * 100:.2g}%"
+                 if "val_loss_range_rel" in frozen else "")
+    text = (f"Validation accuracy is frozen at {num(frozen['accuracy_last'])} (range "
+            f"{num(frozen['accuracy_range'])} over all {len(acc)} epochs){loss_part}: the "
+            "predictions do not change, as a model predicting one class would score.")
+    return make(h, "no_learning", ERROR, [acc.epoch(0), acc.epoch(-1)], text, frozen,
+                _no_learning_advice(h))
   if not chance and not flat:
     return None
   n_window = min(T.NO_LEARNING_WINDOW, len(h))
@@ -608,25 +638,17 @@ def not_converged(h: History, found: set) -> Finding | None:
     return _not_converged_short(h)
   n = len(curve)
   window = min(T.TREND_WINDOW, n)
-  slope = curves.recent_slope(curve, window)
+  if int(np.argmin(curve.bad)) < n - 2:
+    return None
+  slope = _significant_descent(curve, window)
+  if slope is None and int(np.argmin(curve.bad)) == n - 1 and n // 2 > window:
+    # A noisy curve (a detector's validation loss) hides a descent in five epochs; best at the
+    # last epoch and falling significantly over the recent half is still improving.
+    window = n // 2
+    slope = _significant_descent(curve, window)
+  if slope is None:
+    return None
   rel = -slope / _level(float(curve.bad[-1]))
-  if rel < T.NOT_CONVERGED_MIN_REL_SLOPE or int(np.argmin(curve.bad)) < n - 2:
-    return None
-  # A loss creeping towards zero keeps a large relative slope forever; it must also still move a
-  # noticeable share of the distance it has come.
-  travelled = float(np.max(curve.bad) - np.min(curve.bad))
-  if -slope < T.NOT_CONVERGED_MIN_RANGE_SLOPE * travelled:
-    return None
-  part = curve.take(slice(-window, None))
-  # Noise from the recent half: the early bend of the curve would inflate it.
-  sigma = curves.noise_sigma(curve.bad[-max(len(curve) // 2, 4):])
-  if sigma is not None:
-    # The slope must be NOISE_MULT standard errors from zero (slope s.e. = noise / sqrt(Sxx)).
-    sxx = float(np.sum((part.epochs - part.epochs.mean()) ** 2))
-    if -slope < T.NOISE_MULT * sigma / math.sqrt(max(sxx, _TINY)):
-      return None
-  elif not np.all(np.diff(part.bad) < 0):
-    return None
   train = h.train
   if train is not None and train.key != curve.key and len(train) >= 2:
     if curves.recent_slope(train, min(window, len(train))) >= 0:
@@ -672,6 +694,33 @@ def _metric_stalled(h: History, curve_key: str, window: int) -> int | float | No
   if float(np.min(metric.bad[-window:])) < before:
     return None
   return metric.epoch(int(np.argmin(metric.bad)))
+
+
+def _significant_descent(curve, window: int) -> float | None:
+  """The slope of the last `window` points when it is a real, sizeable descent, else None.
+
+  Real: NOISE_MULT standard errors below zero (noise from the recent half of the curve), or every
+  step down where the noise cannot be estimated. Sizeable: at least NOT_CONVERGED_MIN_REL_SLOPE of
+  the current level per epoch, and a noticeable share of the distance the curve has come (a loss
+  creeping towards zero keeps a large relative slope forever).
+  """
+  slope = curves.recent_slope(curve, window)
+  if -slope / _level(float(curve.bad[-1])) < T.NOT_CONVERGED_MIN_REL_SLOPE:
+    return None
+  travelled = float(np.max(curve.bad) - np.min(curve.bad))
+  if -slope < T.NOT_CONVERGED_MIN_RANGE_SLOPE * travelled:
+    return None
+  part = curve.take(slice(-window, None))
+  # Noise from the recent half: the early bend of the curve would inflate it.
+  sigma = curves.noise_sigma(curve.bad[-max(len(curve) // 2, 4):])
+  if sigma is not None:
+    # The slope must be NOISE_MULT standard errors from zero (slope s.e. = noise / sqrt(Sxx)).
+    sxx = float(np.sum((part.epochs - part.epochs.mean()) ** 2))
+    if -slope < T.NOISE_MULT * sigma / math.sqrt(max(sxx, _TINY)):
+      return None
+  elif not np.all(np.diff(part.bad) < 0):
+    return None
+  return slope
 
 
 def _plateau_estimate(h: History, curve) -> tuple[int | None, bool, float | None]:

@@ -82,6 +82,10 @@ NO_LEARNING_FLAT_REL = 0.02
 NO_LEARNING_FLAT_MIN_EPOCHS = 4
 # A training accuracy this high means the model fits already; a flat loss is then fine.
 NO_LEARNING_FITTED_ACCURACY = 0.9
+# Validation accuracy whose whole range, first epoch included, is within this (as a fraction)
+# while the validation loss is flat: the predictions never change (a constant-class predictor).
+# Any run that learns moves its accuracy by more between its first and best epochs.
+NO_LEARNING_FROZEN_ACC = 0.002
 
 # --- lr_too_high --------------------------------------------------------------------------------
 LR_HIGH_MIN_EPOCHS = 3
