@@ -224,6 +224,9 @@ def _frozen_predictions(h: History) -> dict | None:
   frac = _accuracy_fraction(acc)
   if np.ptp(frac) > T.NO_LEARNING_FROZEN_ACC or float(frac[-1]) >= T.NO_LEARNING_FITTED_ACCURACY:
     return None
+  # As for a flat loss: accuracy clearly above chance, when C is known, is a logging oddity.
+  if h.num_classes and float(frac[-1]) > _chance_accuracy_limit(h.num_classes):
+    return None
   loss = h.finite("val_loss")
   if loss is not None:
     mean = float(np.mean(loss.bad))
@@ -640,12 +643,18 @@ def not_converged(h: History, found: set) -> Finding | None:
   window = min(T.TREND_WINDOW, n)
   if int(np.argmin(curve.bad)) < n - 2:
     return None
-  slope = _significant_descent(curve, window)
-  if slope is None and int(np.argmin(curve.bad)) == n - 1 and n // 2 > window:
-    # A noisy curve (a detector's validation loss) hides a descent in five epochs; best at the
-    # last epoch and falling significantly over the recent half is still improving.
+  slope, why = _significant_descent(curve, window)
+  if why == "noise" and int(np.argmin(curve.bad)) == n - 1 and n // 2 > window:
+    # A noisy curve (a detector's validation loss) hides a sizeable descent in five epochs; best
+    # at the last epoch and falling significantly over the recent half, it is still improving.
+    # (A descent too small over five epochs is a plateau, whatever the longer window says.)
     window = n // 2
-    slope = _significant_descent(curve, window)
+    slope, why = _significant_descent(curve, window)
+    # And the recent half made a real share of the run's progress; a curve levelling off
+    # (most of its descent early, a tail left) is not held to be still improving.
+    travelled = float(np.max(curve.bad) - np.min(curve.bad))
+    if slope is not None and -slope * (window - 1) < T.NOT_CONVERGED_NOISY_SHARE * travelled:
+      slope = None
   if slope is None:
     return None
   rel = -slope / _level(float(curve.bad[-1]))
@@ -696,8 +705,9 @@ def _metric_stalled(h: History, curve_key: str, window: int) -> int | float | No
   return metric.epoch(int(np.argmin(metric.bad)))
 
 
-def _significant_descent(curve, window: int) -> float | None:
-  """The slope of the last `window` points when it is a real, sizeable descent, else None.
+def _significant_descent(curve, window: int) -> tuple[float | None, str]:
+  """(slope, "") of the last `window` points when it is a real, sizeable descent, else
+  (None, "size") or (None, "noise") for why it is not.
 
   Real: NOISE_MULT standard errors below zero (noise from the recent half of the curve), or every
   step down where the noise cannot be estimated. Sizeable: at least NOT_CONVERGED_MIN_REL_SLOPE of
@@ -706,10 +716,10 @@ def _significant_descent(curve, window: int) -> float | None:
   """
   slope = curves.recent_slope(curve, window)
   if -slope / _level(float(curve.bad[-1])) < T.NOT_CONVERGED_MIN_REL_SLOPE:
-    return None
+    return None, "size"
   travelled = float(np.max(curve.bad) - np.min(curve.bad))
   if -slope < T.NOT_CONVERGED_MIN_RANGE_SLOPE * travelled:
-    return None
+    return None, "size"
   part = curve.take(slice(-window, None))
   # Noise from the recent half: the early bend of the curve would inflate it.
   sigma = curves.noise_sigma(curve.bad[-max(len(curve) // 2, 4):])
@@ -717,10 +727,10 @@ def _significant_descent(curve, window: int) -> float | None:
     # The slope must be NOISE_MULT standard errors from zero (slope s.e. = noise / sqrt(Sxx)).
     sxx = float(np.sum((part.epochs - part.epochs.mean()) ** 2))
     if -slope < T.NOISE_MULT * sigma / math.sqrt(max(sxx, _TINY)):
-      return None
+      return None, "noise"
   elif not np.all(np.diff(part.bad) < 0):
-    return None
-  return slope
+    return None, "noise"
+  return slope, ""
 
 
 def _plateau_estimate(h: History, curve) -> tuple[int | None, bool, float | None]:

@@ -45,6 +45,10 @@ NOT_CONVERGED_MIN_EPOCHS = 3
 NOT_CONVERGED_MIN_REL_SLOPE = 0.005
 # ... and at least this fraction of the distance the curve has travelled (max - min) per epoch.
 NOT_CONVERGED_MIN_RANGE_SLOPE = 0.001
+# A noisy curve best at its last epoch is still improving when its recent half descends
+# significantly and makes at least this share of the run's whole descent (a detector from scratch:
+# 47 %; an exponential that has levelled off: under 10 %).
+NOT_CONVERGED_NOISY_SHARE = 0.25
 # not_converged is a warning (rather than info) when the expected further gain (relative) and the
 # recent relative slope per epoch reach these values.
 NOT_CONVERGED_WARN_GAIN_REL = 0.05
