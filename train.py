@@ -836,14 +836,20 @@ def _roll_back(setup: Setup, checkpointer, loop: _Loop, nonfinite: dict, *, epoc
 
 def _finish(setup: Setup, workdir, checkpointer, state, splits, empty_eval, eval_step, meta,
             history, *, num_params, num_train, compile_s, status, sanity, total_s) -> dict:
-  """Restores the best checkpoint, evaluates it on the test split and writes summary.json."""
+  """Evaluates the best checkpoint and the final model on the test split; writes summary.json.
+
+  ``test_*`` are the best-validation checkpoint's (curvelab's protocol), ``last_test_*`` the final
+  epoch's model (the reference study's): the same numbers when the last epoch was the best.
+  """
   config = setup.config
-  test = {}
+  test, last_test = {}, {}
   best_step = meta.get('best_step')
   if best_step is not None and sanity is None:
     if best_step != int(state.step):
+      last_test = evaluate(setup, eval_step, state, splits['test'], empty_eval, prefix='test')
       state, _, _, _ = checkpointer.restore(best_step, ckpt_lib.abstract(state))
     test = evaluate(setup, eval_step, state, splits['test'], empty_eval, prefix='test')
+    last_test = last_test or test
   best_row = next((r for r in history if r['epoch'] == meta.get('best_epoch')), {})
   summary = {
       'num_params': num_params,
@@ -866,6 +872,9 @@ def _finish(setup: Setup, workdir, checkpointer, state, splits, empty_eval, eval
   if rates:
     summary['tokens_per_s'] = float(np.median(rates))
   summary.update(test)
+  summary.update({f'last_{k}': v for k, v in last_test.items()})
+  if last_test:
+    summary['last_epoch'] = history[-1]['epoch'] if history else None
   if sanity is not None:
     summary['sanity'] = sanity
     log.info('sanity: %s in %d epochs%s', 'passed' if sanity['passed'] else 'failed',

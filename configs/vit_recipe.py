@@ -70,6 +70,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base_config()
   c.model = vit_prenorm.vit_model(layers=args['layers'], block=args['block'])
   c.model.drop_path = 0.0  # Stochastic-depth rate of the last block (set by the recipe).
+  # The recipe's own initialisation: Xavier kernels, zero biases, N(0, 0.02) positions.
+  c.model.init = 'flax'
   c.cpu_microbatch_size = vit_prenorm.CPU_MICROBATCH_SIZE  # Cache-sized micro-batches on CPUs.
   recipe(c)
   if args['tiny']:

@@ -109,9 +109,9 @@ def huggingface(data: dict) -> Layout:
     if to_float(summary.get("train_runtime")) is not None:
       summary["total_time_s"] = to_float(summary["train_runtime"])
   # The Trainer's own facts, under their own key: `best_metric` there is a value, not a name.
-  state = {key: data[key] for key in ("best_metric", "best_model_checkpoint", "logging_steps",
-                                       "eval_steps", "num_train_epochs", "max_steps",
-                                       "train_batch_size", "global_step") if data.get(key) is not None}
+  keys = ("best_metric", "best_model_checkpoint", "logging_steps", "eval_steps",
+          "num_train_epochs", "max_steps", "train_batch_size", "global_step")
+  state = {key: data[key] for key in keys if data.get(key) is not None}
   if state:
     summary["trainer_state"] = state
   return Layout("huggingface", records, notes, summary, sorted(used))
@@ -120,8 +120,8 @@ def huggingface(data: dict) -> Layout:
 # --- YOLOv5 and Ultralytics ---------------------------------------------------------------------
 
 _YOLO_LOSS = re.compile(r"^(train|val)_(box|obj|cls|dfl|seg|pose|kobj|rle)_loss$")
-# Metric columns, normalised: YOLOv5 ('metrics/mAP_0.5:0.95') and Ultralytics ('metrics/mAP50-95(B)',
-# '(M)' for masks, '(P)' for poses).
+# Metric columns, normalised: YOLOv5 ('metrics/mAP_0.5:0.95') and Ultralytics
+# ('metrics/mAP50-95(B)'; '(M)' for masks, '(P)' for poses).
 _YOLO_METRICS = (
     (re.compile(r"^metrics_map_0_5_0_95$|^metrics_map50_95(_b)?$"), "val_map"),
     (re.compile(r"^metrics_map_0_5$|^metrics_map50(_b)?$"), "val_map50"),

@@ -916,8 +916,8 @@ def early_stopping(h: History, found: set) -> Finding | None:
     time_text = f" ({seconds:.4g} s)"
   text = (f"Early stopping on {describe(curve.key)} with patience {needed} would have stopped at "
           f"epoch {curve.epoch(stop_i)} keeping the best epoch {curve.epoch(best_i)} "
-          f"({num(curve.raw[best_i])}); the {saved_epochs} epochs after it{time_text} found nothing "
-          f"better.")
+          f"({num(curve.raw[best_i])}); the {saved_epochs} epochs after it{time_text} found "
+          "nothing better.")
   if needed != patience:
     premature = curve.epoch(first[1])
     numbers["premature_stop_epoch"] = premature

@@ -30,6 +30,20 @@ def register(name: str, *, validator: Callable[..., None] | None = None):
   return wrap
 
 
+def check_init(model_config) -> str:
+  """``model.init`` is one of models/inits.py's schemes; configs without the field get ``flax``.
+
+  Raises:
+    ConfigError: naming the field, the value and the allowed ones.
+  """
+  from models import inits  # pylint: disable=g-import-not-at-top
+  value = model_config.get('init', 'flax')
+  if value not in inits.SCHEMES:
+    raise errors.ConfigError(
+        f'model.init={value!r} is unknown; allowed: {", ".join(inits.SCHEMES)}.')
+  return value
+
+
 def check_positive_ints(model_config, field: str) -> tuple[int, ...]:
   """``model.<field>`` (an int, or a non-empty tuple of ints) as a tuple of positive ints.
 

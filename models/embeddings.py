@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvelab import errors
+from models import inits
 
 
 def load_matrix(path: str, *, vocab_size: int, field: str = 'model.embedding_path') -> np.ndarray:
@@ -45,6 +46,7 @@ class Embedding(nn.Module):
   features: int
   initial: np.ndarray | None = None
   frozen: bool = False
+  param_init: str = 'flax'  # models/inits.py: drawn table when no ``initial`` is given.
 
   def setup(self):
     if self.initial is not None and self.initial.shape != (self.vocab_size, self.features):
@@ -54,7 +56,7 @@ class Embedding(nn.Module):
     if self.initial is not None:
       init = lambda *_: jnp.asarray(self.initial)
     else:
-      init = nn.initializers.normal(stddev=self.features ** -0.5)
+      init = inits.embedding(self.param_init, self.features)
     if self.frozen:
       self.table = self.variable('frozen', 'embedding',
                                  lambda: init(None, (self.vocab_size, self.features))).value

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import attention
+from models import inits
 
 _INV_SQRT2 = np.float32(1 / np.sqrt(2))
 
@@ -34,17 +35,23 @@ class MultiHeadAttention(nn.Module):
   dtype: jnp.dtype = jnp.float32
   dropout: float = 0.0
   causal: bool = False
+  param_init: str = 'flax'
 
   @nn.compact
   def __call__(self, x, *, train: bool, mask=None):
     width = x.shape[-1]
     head_dim = width // self.num_heads
+    # Every projection has fan-in `width`, as four separate [width, width] layers would.
     qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype,
-                          kernel_init=nn.initializers.xavier_uniform(), name='qkv')(x)
+                          kernel_init=inits.dense_kernel(self.param_init, width),
+                          bias_init=inits.dense_bias(self.param_init, width),
+                          name='qkv')(x)
     q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
     y = attention.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)
     y = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype,
-                        kernel_init=nn.initializers.xavier_uniform(), name='out')(y)
+                        kernel_init=inits.dense_kernel(self.param_init, width),
+                        bias_init=inits.dense_bias(self.param_init, width),
+                        name='out')(y)
     return nn.Dropout(self.dropout)(y, deterministic=not train)
 
 
@@ -53,15 +60,19 @@ class MlpBlock(nn.Module):
   hidden: int
   dtype: jnp.dtype = jnp.float32
   dropout: float = 0.0
+  param_init: str = 'flax'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     width = x.shape[-1]
-    init = nn.initializers.xavier_uniform()
-    x = nn.Dense(self.hidden, dtype=self.dtype, kernel_init=init)(x)
+    x = nn.Dense(self.hidden, dtype=self.dtype,
+                 kernel_init=inits.dense_kernel(self.param_init, width),
+                 bias_init=inits.dense_bias(self.param_init, width))(x)
     x = gelu_exact(x)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
-    x = nn.Dense(width, dtype=self.dtype, kernel_init=init)(x)
+    x = nn.Dense(width, dtype=self.dtype,
+                 kernel_init=inits.dense_kernel(self.param_init, self.hidden),
+                 bias_init=inits.dense_bias(self.param_init, self.hidden))(x)
     return nn.Dropout(self.dropout)(x, deterministic=not train)
 
 
@@ -93,14 +104,17 @@ class EncoderBlock(nn.Module):
   dtype: jnp.dtype = jnp.float32
   causal: bool = False
   drop_path: float = 0.0
+  param_init: str = 'flax'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm1 = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name='norm1')
     norm2 = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name='norm2')
     attn = MultiHeadAttention(self.num_heads, dtype=self.dtype, dropout=self.dropout,
-                              causal=self.causal, name='attn')
-    mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, dropout=self.dropout, name='mlp')
+                              causal=self.causal, param_init=self.param_init,
+                              name='attn')
+    mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, dropout=self.dropout,
+                   param_init=self.param_init, name='mlp')
 
     def skip(y, name):
       if not self.drop_path:  # Off: no module at all, so the reference block is unchanged.

@@ -11,8 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvelab import errors
+from models import check_init
 from models import check_positive_ints
 from models import embeddings
+from models import inits
 from models import recurrent
 from models import register
 
@@ -27,19 +29,28 @@ class LSTMLanguageModel(nn.Module):
   embedding_init: np.ndarray | None = None
   freeze_embeddings: bool = False
   scan_unroll: int = 1
+  # models/inits.py; ``reference``: PyTorch's Embedding/LSTM/Linear defaults.
+  param_init: str = 'flax'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, inputs, *, train: bool):
     embed = embeddings.Embedding(self.vocab_size, self.embed_size, initial=self.embedding_init,
-                                 frozen=self.freeze_embeddings, name='embed')
+                                 frozen=self.freeze_embeddings, param_init=self.param_init,
+                                 name='embed')
     drop = nn.Dropout(self.dropout, deterministic=not train)
     x = drop(embed(inputs).astype(self.dtype))
     for i in range(self.num_layers):
       x = drop(recurrent.LSTM(self.hidden_size, dtype=self.dtype, unroll=self.scan_unroll,
-                              name=f'lstm_{i}')(x))
-    h = nn.relu(nn.Dense(self.embed_size, dtype=self.dtype, name='head_proj')(x))
-    bias = self.param('head_bias', nn.initializers.zeros, (self.vocab_size,))
+                              param_init=self.param_init, name=f'lstm_{i}')(x))
+    h = nn.relu(nn.Dense(self.embed_size, dtype=self.dtype,
+                         kernel_init=inits.dense_kernel(self.param_init, self.hidden_size,
+                                                        nn.initializers.lecun_normal()),
+                         bias_init=inits.dense_bias(self.param_init, self.hidden_size),
+                         name='head_proj')(x))
+    # The tied output layer is a Linear(embed_size -> vocab) whose weight is the embedding.
+    bias = self.param('head_bias', inits.dense_bias(self.param_init, self.embed_size),
+                      (self.vocab_size,))
     return embed.attend(h, bias)
 
 
@@ -51,6 +62,7 @@ def validate(model_config, *, example_shape=None) -> None:
   if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 0:
     raise errors.ConfigError(
         f'model.scan_unroll must be 0 (automatic) or a positive integer, got {unroll!r}.')
+  check_init(model_config)
   if not 0.0 <= model_config.dropout < 1.0:
     raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')
   if model_config.freeze_embeddings and not model_config.embedding_path:
@@ -72,4 +84,4 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> LSTMLang
       dropout=model_config.dropout, embedding_init=initial_embedding(model_config, num_outputs),
       freeze_embeddings=model_config.freeze_embeddings,
       scan_unroll=recurrent.resolve_unroll(model_config.get('scan_unroll', 0)),
-      dtype=jnp.dtype(dtype))
+      param_init=model_config.get('init', 'flax'), dtype=jnp.dtype(dtype))

@@ -22,6 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import inits
+
 # Time steps per loop iteration of a recurrence where the config asks for the automatic choice.
 # On an H200 the float32 lm1 epoch took 8.0 s unrolled 1, 5.9 s at 8, 5.7 s at 16 and 5.5 s at 32,
 # compiling in 10.8 s at 16 and 13.5 s at 32 (docs/benchmarks.md). On the 2-core CPU unrolling
@@ -69,11 +71,13 @@ class LSTM(nn.Module):
       per iteration cut loop overhead (a device round trip per iteration on some GPU runtimes) at
       the cost of a larger program; the result is identical.
     reverse: run from the last real step to the first; outputs stay in input order.
+    param_init: parameter initialisation scheme (models/inits.py): ``flax`` or ``reference``.
   """
   hidden_size: int
   dtype: jnp.dtype = jnp.float32
   unroll: int = 1
   reverse: bool = False
+  param_init: str = 'flax'
 
   @nn.compact
   def __call__(self, x, seq_lengths=None):
@@ -89,9 +93,13 @@ class LSTM(nn.Module):
       lengths = jnp.full((batch,), steps) if seq_lengths is None else seq_lengths
       x = flip_sequences(x, lengths)
     h_size = self.hidden_size
-    w_x = self.param('input_kernel', nn.initializers.lecun_normal(), (features, 4 * h_size))
-    w_h = self.param('recurrent_kernel', _blockwise_orthogonal, (h_size, 4 * h_size))
-    bias = self.param('bias', nn.initializers.zeros, (4 * h_size,))
+    w_x = self.param('input_kernel', inits.lstm_input_kernel(self.param_init, h_size),
+                     (features, 4 * h_size))
+    w_h = self.param('recurrent_kernel',
+                     inits.lstm_recurrent_kernel(self.param_init, h_size,
+                                                 _blockwise_orthogonal),
+                     (h_size, 4 * h_size))
+    bias = self.param('bias', inits.lstm_bias(self.param_init, h_size), (4 * h_size,))
     # One matmul for every time step's input contribution; time-major for the scan.
     # Products in the compute dtype, then float32 (XLA:CPU has no bf16 x bf16 -> f32 dot).
     projected = jnp.einsum('bte,eg->tbg', x.astype(self.dtype),

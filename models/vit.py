@@ -11,7 +11,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import check_init
 from models import check_positive_ints
+from models import inits
 from models import register
 from models.layers import EncoderBlock
 
@@ -33,6 +35,8 @@ class ViT(nn.Module):
     drop_path: stochastic-depth rate of the last block; block ``i`` of ``L`` uses
       ``drop_path * i / (L - 1)`` (the first block is never dropped), as in DeiT. 0 = off.
     layer_norm_eps: LayerNorm epsilon (PyTorch's default 1e-5).
+    param_init: parameter initialisation (models/inits.py): ``reference`` draws as the study's
+      PyTorch model, ``flax`` with Xavier kernels, zero biases and CLS, N(0, 0.02) positions.
     dtype: compute dtype; parameters stay float32.
   """
   num_classes: int
@@ -45,6 +49,7 @@ class ViT(nn.Module):
   dropout: float = 0.0
   drop_path: float = 0.0
   layer_norm_eps: float = 1e-5
+  param_init: str = 'flax'
   dtype: jnp.dtype = jnp.float32
 
   def _drop_path_rate(self, index: int) -> float:
@@ -54,21 +59,29 @@ class ViT(nn.Module):
   @nn.compact
   def __call__(self, inputs, *, train: bool):
     p = self.patch_size
+    fan_in = p * p * inputs.shape[-1]  # The study's patch projection: a Linear on p*p*C pixels.
     x = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding='VALID', dtype=self.dtype,
+                kernel_init=inits.conv_kernel(self.param_init, fan_in),
+                bias_init=inits.dense_bias(self.param_init, fan_in),
                 name='patch_embed')(inputs.astype(self.dtype))
     b, h, w, c = x.shape
     x = x.reshape(b, h * w, c)
-    cls = self.param('cls_token', nn.initializers.zeros, (1, 1, c))
+    cls = self.param('cls_token', inits.class_token(self.param_init), (1, 1, c))
     x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c)).astype(x.dtype), x], axis=1)
-    pos = self.param('pos_embed', nn.initializers.normal(0.02), (1, h * w + 1, c))
+    pos = self.param('pos_embed', inits.position_embedding(self.param_init),
+                     (1, h * w + 1, c))
     x = x + pos.astype(x.dtype)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     for i in range(self.num_layers):
       x = EncoderBlock(self.num_heads, self.mlp_dim, block=self.block, dropout=self.dropout,
                        layer_norm_eps=self.layer_norm_eps, dtype=self.dtype,
-                       drop_path=self._drop_path_rate(i), name=f'block_{i}')(x, train=train)
+                       drop_path=self._drop_path_rate(i), param_init=self.param_init,
+                       name=f'block_{i}')(x, train=train)
     x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name='head_norm')(x[:, 0])
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype,
+                      kernel_init=inits.dense_kernel(self.param_init, c,
+                                                     nn.initializers.lecun_normal()),
+                      bias_init=inits.dense_bias(self.param_init, c), name='head')(x)
     # Losses and metrics are computed in float32 whatever the compute dtype.
     return logits.astype(jnp.float32)
 
@@ -85,6 +98,7 @@ def validate(model_config, *, example_shape: tuple | None = None) -> None:
     raise errors.ConfigError(
         f'model.embed_dim={model_config.embed_dim} is not divisible by '
         f'model.num_heads={model_config.num_heads}.')
+  check_init(model_config)
   if not 0.0 <= model_config.dropout < 1.0:
     raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')
   drop_path = model_config.get('drop_path', 0.0)  # Optional: configs without it keep 0.
@@ -106,4 +120,5 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> ViT:
              num_heads=model_config.num_heads, mlp_dim=model_config.mlp_dim,
              block=model_config.block, dropout=model_config.dropout,
              drop_path=float(model_config.get('drop_path', 0.0)),
-             layer_norm_eps=model_config.layer_norm_eps, dtype=jnp.dtype(dtype))
+             layer_norm_eps=model_config.layer_norm_eps,
+             param_init=model_config.get('init', 'flax'), dtype=jnp.dtype(dtype))

@@ -86,3 +86,27 @@ def test_eval_cli_prints_one_json_line(straight_run, eval_cli):
   result = json.loads(lines[0])
   assert result['step'] == summary['best_step']
   assert result['test_loss'] == pytest.approx(summary['test_loss'], rel=1e-6)
+
+
+def test_summary_gives_the_best_and_the_last_models_test_metrics(tmp_path, monkeypatch):
+  """Best-validation checkpoint (curvelab's protocol) and final model (the study's), both."""
+  import train  # pylint: disable=g-import-not-at-top
+  # Only epoch 1 counts as an improvement, so the best checkpoint is not the last model.
+  monkeypatch.setattr(train, '_improved', lambda value, best, **_: best is None)
+  summary = train.train_and_evaluate(helpers.tiny_config(num_epochs=3), str(tmp_path))
+  assert summary['best_epoch'] == 1 and summary['last_epoch'] == 3
+  best = eval_lib.evaluate_checkpoint(str(tmp_path), split='test', checkpoint='best')
+  last = eval_lib.evaluate_checkpoint(str(tmp_path), split='test', checkpoint='latest')
+  for key in ('test_loss', 'test_accuracy'):
+    assert summary[key] == pytest.approx(best[key], rel=1e-6)
+    assert summary[f'last_{key}'] == pytest.approx(last[key], rel=1e-6)
+  assert summary['last_test_loss'] != summary['test_loss']
+  assert helpers.read_json(tmp_path / 'summary.json')['last_test_accuracy'] == summary[
+      'last_test_accuracy']
+
+
+def test_best_and_last_coincide_when_the_last_epoch_is_best(straight_run):
+  _, summary, history = straight_run
+  if summary['best_epoch'] == history[-1]['epoch']:
+    assert summary['last_test_loss'] == summary['test_loss']
+  assert summary['last_epoch'] == history[-1]['epoch']
