@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Sequence
 from reporting import doctor as doctor_lib
 from reporting import figures, html_page, tables
 from reporting.metrics import MetricSpec, bare_name, default_metric, metric_spec, metrics_in_history
+from reporting.published import Published
 from reporting.runs import (BrokenRun, RunData, RunLoadError, RunLocation, discover, load_run,
                             natural_key, sweep_error_line)
 
@@ -49,7 +50,8 @@ class ReportResult:
 
 
 def build_report(paths: Iterable[str | Path], out_dir: str | Path, metric: str | None = None,
-                 warn: Warn = warn_stderr, run_doctor: bool = True) -> ReportResult:
+                 warn: Warn = warn_stderr, run_doctor: bool = True,
+                 published: Published | None = None) -> ReportResult:
   """Reads all runs under `paths` and writes the report into `out_dir`.
 
   Unreadable paths and runs produce one warning line each and are listed in the report; the
@@ -62,6 +64,8 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path, metric: str |
       run's own (summary.json `best_metric`, else accuracy/perplexity/... as logged).
     warn: receives each warning line.
     run_doctor: whether to include the doctor's findings in the html.
+    published: a study's numbers (published.load_published) to show beside the rows whose
+      config matches one of its entries; None for none.
 
   Returns:
     The ReportResult.
@@ -80,9 +84,12 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path, metric: str |
   runs, broken = _load_all(locations, without_history, note)
   metric_of = _choose_metrics(runs, metric, broken, note)
   runs = [run for run in runs if run.workdir in metric_of]
-  all_tables = _build_tables(runs, metric_of, broken)
+  all_tables = _build_tables(runs, metric_of, broken, published)
   if not runs:
     note(f"no run could be read from {', '.join(paths)}")
+  elif published is not None and not any(row.study for t in all_tables for row in t.rows):
+    note(f"no row matches an entry of {published.path} (matched on config.json "
+         f"{_settings_text(published)} and the table's metric)")
 
   out_dir.mkdir(parents=True, exist_ok=True)
   files = _write_tables(all_tables, broken, messages, out_dir)
@@ -138,8 +145,13 @@ def _choose_metrics(runs: Sequence[RunData], requested: str | None, broken: list
   return {run.workdir: default_metric(run.history, run.summary) for run in runs}
 
 
+def _settings_text(published: Published) -> str:
+  return "; ".join(f"{', '.join(s.settings)} for {s.metric}" for s in published.sets)
+
+
 def _build_tables(runs: Sequence[RunData], metric_of: dict[Path, str],
-                  broken: Sequence[BrokenRun]) -> list[tables.Table]:
+                  broken: Sequence[BrokenRun],
+                  published: Published | None = None) -> list[tables.Table]:
   """Builds one table per (set, metric), sets in discovery order."""
   keyed: dict[tuple[str, str], list[RunData]] = {}
   for run in runs:
@@ -148,7 +160,7 @@ def _build_tables(runs: Sequence[RunData], metric_of: dict[Path, str],
   for (group, name), members in keyed.items():
     spec = _spec_from_summaries(name, members)
     group_broken = [b for b in broken if b.location.group == group]
-    out.append(tables.build_table(group, spec, members, group_broken))
+    out.append(tables.build_table(group, spec, members, group_broken, published))
   return out
 
 

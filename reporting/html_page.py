@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from reporting import configs
+from reporting import comparison, configs
 from reporting.doctor import DoctorReport
 from reporting.runs import BrokenRun, RunData
-from reporting.tables import Table, column_headers, footnotes, row_cells
+from reporting.tables import COMPARISON_TITLE, Table, column_headers, footnotes, row_cells
 
 _CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em;
@@ -91,9 +91,12 @@ def _broken(broken: Sequence[BrokenRun]) -> list[str]:
 
 def _section(section: SetSection) -> list[str]:
   table = section.table
-  parts = [f"<h2>{_e(table.title)}</h2>"] + _table_html(table)
-  parts.append("<ol class=\"footnotes\">" +
-               "".join(f"<li>{_e(n)}</li>" for n in footnotes(table)) + "</ol>")
+  parts = [f"<h2>{_e(table.title)}</h2>"] + _table_html(table) + [_footnotes(footnotes(table))]
+  if comparison.has_matches(table):
+    parts.append(f"<h3>{_e(COMPARISON_TITLE)}</h3>")
+    parts += _plain_table_html(comparison.headers(table),
+                               [comparison.cells(table, row) for row in table.rows])
+    parts.append(_footnotes(comparison.footnotes(table)))
   if section.overlays:
     parts.append("<h3>All runs of the set</h3>")
     parts += [_img(p) for p in section.overlays]
@@ -118,6 +121,18 @@ def _table_html(table: Table) -> list[str]:
     out.append("<tr>" + "".join(tds) + "</tr>")
   out.append("</table>")
   return out
+
+
+def _plain_table_html(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+  """Renders a table of plain text cells."""
+  out = ["<table>", "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
+  out += ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for cells in rows]
+  out.append("</table>")
+  return out
+
+
+def _footnotes(notes: Sequence[str]) -> str:
+  return "<ol class=\"footnotes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ol>"
 
 
 def _run_block(run: RunData, reference: RunData | None, section: SetSection) -> list[str]:

@@ -12,8 +12,10 @@ import dataclasses
 import io
 from typing import Sequence
 
-from reporting import configs, seeds
+from reporting import comparison, configs, seeds
+from reporting.formatting import format_p, format_params, format_stat
 from reporting.metrics import MetricSpec, is_number
+from reporting.published import Match, Published
 from reporting.runs import BrokenRun, RunData, natural_key
 from reporting.stats import ALPHA, SeedStat, Separation, seed_stat, welch_separation
 
@@ -21,8 +23,8 @@ MIB = 2 ** 20
 
 # Quantities summarised over seeds, in table order. "metric" marks ones in metric units.
 QUANTITIES = ("num_params", "sec_per_epoch", "peak_mib", "best_train", "best_val",
-              "best_epoch", "test", "total_time_s")
-_METRIC_QUANTITIES = frozenset({"best_train", "best_val", "test"})
+              "best_epoch", "test", "last_test", "total_time_s")
+_METRIC_QUANTITIES = frozenset({"best_train", "best_val", "test", "last_test"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,7 @@ class RunNumbers:
   best_val: float | None
   best_epoch: int | None
   test: float | None
+  last_test: float | None
   total_time_s: float | None
 
 
@@ -51,7 +54,9 @@ def run_numbers(run: RunData, metric: MetricSpec) -> RunNumbers:
     trainer already excludes compilation, so nothing else is dropped); peak memory is the
     max non-null `peak_memory_bytes` in MiB; best train/val are the best values over epochs;
     best epoch is the first epoch reaching the best val value; test is summary.json's
-    `test_<metric>`; total time is summary.json's `total_time_s`, else the last `elapsed_s`.
+    `test_<metric>` (best-val checkpoint), last test its `last_test_<metric>` (final model,
+    None for runs written before the key existed); total time is summary.json's
+    `total_time_s`, else the last `elapsed_s`.
   """
   rows = run.history
   summary = run.summary or {}
@@ -67,6 +72,7 @@ def run_numbers(run: RunData, metric: MetricSpec) -> RunNumbers:
       best_val=None if best_val_i is None else float(val[best_val_i]),
       best_epoch=None if best_val_i is None else _number(rows[best_val_i].get("epoch")),
       test=_number(summary.get(f"test_{metric.name}")),
+      last_test=_number(summary.get(f"last_test_{metric.name}")),
       total_time_s=_total_time(rows, summary),
   )
 
@@ -125,11 +131,6 @@ class Comparison:
     return f"{mark} {target} {p}"
 
 
-def format_p(p: float) -> str:
-  """Formats a p-value compactly with its relation: "p=0.41", "p=0.012", "p<0.001"."""
-  return "p<0.001" if p < 0.001 else f"p={p:.2g}"
-
-
 @dataclasses.dataclass
 class ExperimentRow:
   """One table row: an experiment over its seeds.
@@ -137,6 +138,7 @@ class ExperimentRow:
   Attributes:
     grouped_by: how its runs were found to be seeds of one experiment (a seeds.GROUPED_BY_*
       or seeds.NOT_GROUPED_* string).
+    study: the published entry its config matches, None without one (or without --published).
   """
 
   group: str
@@ -147,6 +149,7 @@ class ExperimentRow:
   config: dict
   grouped_by: str
   comparisons: list[Comparison] = dataclasses.field(default_factory=list)
+  study: Match | None = None
 
   @property
   def seeds(self) -> list:
@@ -159,6 +162,7 @@ class Table:
 
   Attributes:
     grouping_notes: footnote lines on runs deliberately not grouped as seeds.
+    published: the published numbers rows were matched against, None without --published.
   """
 
   group: str
@@ -166,6 +170,7 @@ class Table:
   rows: list[ExperimentRow]
   broken: list[BrokenRun] = dataclasses.field(default_factory=list)
   grouping_notes: list[str] = dataclasses.field(default_factory=list)
+  published: Published | None = None
 
   @property
   def title(self) -> str:
@@ -173,7 +178,7 @@ class Table:
 
 
 def build_table(group: str, metric: MetricSpec, runs: Sequence[RunData],
-                broken: Sequence[BrokenRun] = ()) -> Table:
+                broken: Sequence[BrokenRun] = (), published: Published | None = None) -> Table:
   """Groups runs into experiment rows, summarises seeds and marks one-factor pairs.
 
   Seeds are grouped by seed_K folder names, else by configs equal except the seed
@@ -184,6 +189,7 @@ def build_table(group: str, metric: MetricSpec, runs: Sequence[RunData],
     metric: the metric of the table.
     runs: the readable runs of the set judged by that metric.
     broken: the set's runs that could not be read (listed in the footnote).
+    published: a study's numbers to match rows against by config settings, or None.
 
   Returns:
     The Table, rows in natural name order.
@@ -192,7 +198,10 @@ def build_table(group: str, metric: MetricSpec, runs: Sequence[RunData],
   rows = [_row(group, g.name, sorted(g.runs, key=_seed_key), metric, g.grouped_by)
           for g in sorted(seed_groups, key=lambda g: natural_key(g.name))]
   _mark_one_factor_pairs(rows)
-  return Table(group, metric, rows, list(broken), notes)
+  if published is not None:
+    for row in rows:
+      row.study = published.match(row.config, metric.name)
+  return Table(group, metric, rows, list(broken), notes, published)
 
 
 def _seed_key(run: RunData):
@@ -239,7 +248,7 @@ def row_cells(row: ExperimentRow, metric: MetricSpec) -> list[str]:
       row.name,
       str(len(row.runs)),
       row.grouped_by,
-      _format_params(s["num_params"]),
+      format_params(s["num_params"]),
       format_stat(s["sec_per_epoch"]),
       format_stat(s["peak_mib"], decimals=1),
       format_stat(s["best_train"], scale=metric.scale),
@@ -249,35 +258,6 @@ def row_cells(row: ExperimentRow, metric: MetricSpec) -> list[str]:
       format_stat(s["total_time_s"], decimals=1),
       "; ".join(c.cell() for c in row.comparisons) or "–",
   ]
-
-
-def format_stat(stat: SeedStat, scale: float = 1.0, decimals: int | None = None) -> str:
-  """Formats "mean ± std" in display units; "n/a" without values, no ± for a single seed."""
-  if stat.mean is None:
-    return "n/a"
-  mean = stat.mean * scale
-  d = _auto_decimals(mean) if decimals is None else decimals
-  if stat.std is None:
-    return f"{mean:.{d}f}"
-  return f"{mean:.{d}f} ± {stat.std * scale:.{d}f}"
-
-
-def _auto_decimals(x: float) -> int:
-  """Chooses decimals so values keep about three significant digits."""
-  a = abs(x)
-  if a >= 100:
-    return 1
-  if a >= 1 or a == 0:
-    return 2
-  if a >= 0.01:
-    return 3
-  return 5
-
-
-def _format_params(stat: SeedStat) -> str:
-  if stat.mean is None:
-    return "n/a"
-  return f"{round(stat.mean):,}"
 
 
 def footnotes(table: Table) -> list[str]:
@@ -321,21 +301,34 @@ def render_markdown(tables: Sequence[Table], broken: Sequence[BrokenRun] = (),
   """Renders all tables, their footnotes and the list of runs left out as markdown."""
   out = ["# curvelab report", ""]
   for table in tables:
-    headers = column_headers(table.metric)
-    out += [f"## {_md_escape(table.title)}", "",
-            "| " + " | ".join(headers) + " |",
-            "|" + "|".join("---" for _ in headers) + "|"]
-    for row in table.rows:
-      out.append("| " + " | ".join(_md_escape(c) for c in row_cells(row, table.metric)) + " |")
-    out.append("")
-    out += [f"{i}. {_md_escape(note)}" for i, note in enumerate(footnotes(table), start=1)]
-    out.append("")
+    out += [f"## {_md_escape(table.title)}", ""]
+    out += _md_table(column_headers(table.metric),
+                     [row_cells(row, table.metric) for row in table.rows], footnotes(table))
+    if comparison.has_matches(table):
+      out += [f"### {COMPARISON_TITLE}", ""]
+      out += _md_table(comparison.headers(table),
+                       [comparison.cells(table, row) for row in table.rows],
+                       comparison.footnotes(table))
   if broken:
     out += ["## Runs left out", ""] + [f"- {_md_escape(b.describe())}" for b in broken] + [""]
   if messages:
     out += ["## Messages", ""] + [f"- {_md_escape(m)}" for m in messages] + [""]
   return "\n".join(out)
 
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+              notes: Sequence[str]) -> list[str]:
+  """Returns the markdown lines of one table and its numbered footnotes."""
+  out = ["| " + " | ".join(_md_escape(h) for h in headers) + " |",
+         "|" + "|".join("---" for _ in headers) + "|"]
+  out += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in rows]
+  out.append("")
+  out += [f"{i}. {_md_escape(note)}" for i, note in enumerate(notes, start=1)]
+  out.append("")
+  return out
+
+
+COMPARISON_TITLE = "Against the published study"
 
 CSV_COLUMNS = (
     ["set", "experiment", "metric", "metric_unit", "best_mode", "seeds", "seed_list",
@@ -345,13 +338,22 @@ CSV_COLUMNS = (
 
 
 def render_csv(tables: Sequence[Table]) -> str:
-  """Renders one CSV line per experiment; metric columns in display units, full precision."""
+  """Renders one CSV line per experiment; metric columns in display units, full precision.
+
+  With published numbers (any table built with some), comparison.CSV_COLUMNS follow: the
+  matched entry's table, row and figures in the study's display units, blank without a match.
+  """
+  with_study = any(table.published is not None for table in tables)
+  columns = CSV_COLUMNS + (comparison.CSV_COLUMNS if with_study else [])
   buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+  writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
   writer.writeheader()
   for table in tables:
     for row in table.rows:
-      writer.writerow(_csv_record(table, row))
+      record = _csv_record(table, row)
+      if with_study:
+        record.update(comparison.csv_fields(row))
+      writer.writerow(record)
   return buffer.getvalue()
 
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import report  # noqa: E402  (report.py, the CLI)
-from reporting import build_report, figures, metric_spec  # noqa: E402
+from reporting import build_report, figures, load_published, metric_spec  # noqa: E402
 from reporting import configs as config_lib  # noqa: E402
 from reporting.stats import seed_stat, welch_separation  # noqa: E402
 
@@ -521,3 +521,231 @@ def test_drop_path_is_a_factor_not_a_path():
   assert configs.differing_keys(configs.comparable({"model": {"drop_path": 0.1}, "seed": 0}),
                                 configs.comparable({"model": {"drop_path": 0.2}, "seed": 1})) == [
                                     "model.drop_path"]
+
+
+# ------------------------------------------------------------------- published study numbers
+
+PUBLISHED = REPO / "experiments" / "reference_published.py"
+COMPARISON = "### Against the published study"
+
+
+def vit_protocol_rows():
+  """Three epochs: max train 0.66 (epoch 2), max val 0.67 (epoch 2) -> 66.00 % and 67.00 %."""
+  train, val = [0.30, 0.66, 0.64], [0.40, 0.67, 0.65]
+  return [{"epoch": i + 1, "step": i + 1, "train_loss": 1.0, "val_loss": 1.0,
+           "learning_rate": 1e-3, "epoch_time_s": 2.0, "eval_time_s": 0.5,
+           "elapsed_s": 2.5 * (i + 1), "examples_per_s": 100.0, "peak_memory_bytes": 500 * MIB,
+           "train_accuracy": train[i], "val_accuracy": val[i]} for i in range(3)]
+
+
+def write_protocol_run(workdir, optimizer, layers, test, last_test=None, seed=0,
+                       dataset="cifar10"):
+  """A ViT run; `last_test` None writes a summary without `last_test_*` (an older run)."""
+  config = {"seed": seed, "workdir": str(workdir), "optimizer": optimizer, "num_epochs": 10,
+            "model": {"name": "vit", "num_layers": layers, "block": "prenorm"},
+            "dataset": {"name": dataset}}
+  summary = {"num_params": 1_086_730, "test_accuracy": test, "test_loss": 1.0,
+             "total_time_s": 7.5, "best_metric": "val_accuracy", "best_mode": "max",
+             "device_kind": "cpu", "status": "finished"}
+  if last_test is not None:
+    summary.update({"last_test_accuracy": last_test, "last_test_loss": 1.1, "last_epoch": 3})
+  write_run(workdir, config, vit_protocol_rows(), summary)
+
+
+@pytest.fixture(scope="module")
+def published_report(tmp_path_factory):
+  """Five ViT rows reported with --published; returns (out dir, stderr lines).
+
+  exp1 (l=2 adam) and exp2 (l=2 adamw) match study rows 1 and 2; exp3_l2_sgd matches row 4
+  (the study's Table 2 calls sgd 4, our experiment set calls it exp3); l3_adam matches
+  nothing. exp2 is an older run without `last_test_*`, on digits; exp3 has two seeds of which
+  only seed 0 wrote `last_test_accuracy`.
+  """
+  base = tmp_path_factory.mktemp("published")
+  root = base / "runs"
+  write_protocol_run(root / "exp1_l2_adam", "adam", 2, test=0.62, last_test=0.60)
+  write_protocol_run(root / "exp2_l2_adamw", "adamw", 2, test=0.63, dataset="digits")
+  write_protocol_run(root / "exp3_l2_sgd" / "seed_0", "sgd", 2, test=0.21, last_test=0.20)
+  write_protocol_run(root / "exp3_l2_sgd" / "seed_1", "sgd", 2, test=0.23, seed=1)
+  write_protocol_run(root / "l3_adam", "adam", 3, test=0.70, last_test=0.69)
+  out = base / "out"
+  lines = []
+  result = build_report([root], out, run_doctor=False, warn=lines.append,
+                        published=load_published(PUBLISHED))
+  assert result.ok and len(result.tables) == 1
+  return out, lines
+
+
+def md_table(md, heading):
+  """Parses the markdown table after `heading` into {first cell: {header: cell}}."""
+  lines = md.splitlines()
+  start = lines.index(heading) + 2
+  split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]
+  headers = split(lines[start])
+  rows = {}
+  for line in lines[start + 2:]:
+    if not line.startswith("|"):
+      break
+    cells = split(line)
+    rows[cells[0]] = dict(zip(headers, cells))
+  return rows
+
+
+def test_published_file_holds_the_study_numbers_by_settings():
+  published = load_published(PUBLISHED)
+  vit, lstm = published.sets
+  assert vit.settings == ("model.name", "model.num_layers", "optimizer", "model.block")
+  # Table 2 row 3 is momentum, row 4 sgd, whatever our experiment set calls them.
+  sgd = vit.entries[("vit", 2, "sgd", "prenorm")]
+  momentum = vit.entries[("vit", 2, "momentum", "prenorm")]
+  assert (sgd.row, sgd.figures["final_test"], sgd.figures["best_val"]) == (4, 19.65, 19.61)
+  assert (momentum.row, momentum.figures["final_test"]) == (3, 28.88)
+  post = vit.entries[("vit", 6, "adamw", "postnorm")]
+  assert post.figures == {"sec_per_epoch": 22.36, "best_train": 72.01, "best_val": 74.90,
+                          "final_test": 67.97, "num_params": 3_195_146, "memory_mib": 3254.6}
+  assert lstm.entries[("lstm_lm", 1, "sgd")].row == 4
+  assert lstm.entries[("lstm_lm", 1, "sgd")].figures == {"sec_per_epoch": 38.20,
+                                                         "final_test": 2088.86}
+  assert len(vit.entries) == 7 and len(lstm.entries) == 6
+
+
+def test_published_columns_in_markdown(published_report):
+  out, _ = published_report
+  md = (out / "table.md").read_text()
+  rows = md_table(md, COMPARISON)
+  assert list(rows) == ["exp1_l2_adam", "exp2_l2_adamw", "exp3_l2_sgd", "l3_adam"]
+  exp1, sgd = rows["exp1_l2_adam"], rows["exp3_l2_sgd"]
+  assert exp1["study row (Table 2)"] == "1" and sgd["study row (Table 2)"] == "4"
+  assert exp1["study max train accuracy (%)"] == "64.08"
+  assert exp1["study max val accuracy (%)"] == "65.25"
+  assert exp1["study test accuracy (%) (final model)"] == "61.63"
+  assert exp1["study params"] == "1,086,730" and exp1["ours params"] == "1,086,730"
+  assert exp1["study train s/epoch (its GPU)"] == "8.05"
+  assert exp1["study GPU memory (MiB, whole card)"] == "2,341.9"
+  assert exp1["ours peak memory (MiB)"] == "500.0"
+  assert sgd["study test accuracy (%) (final model)"] == "19.65"
+  assert sgd["study max val accuracy (%)"] == "19.61"
+  assert rows["exp2_l2_adamw"]["study row (Table 2)"] == "2"
+  # Ours in the study's protocol: max over epochs (0.66, 0.67) for every row.
+  assert exp1["ours max train accuracy (%)"] == "66.00"
+  assert exp1["ours max val accuracy (%)"] == "67.00"
+  # No match: every study cell blank, ours still shown.
+  unmatched = rows["l3_adam"]
+  assert all(v == "" for k, v in unmatched.items() if k.startswith("study"))
+  assert unmatched["ours test accuracy (%) (final model)"] == "69.00"
+
+
+def test_final_and_best_checkpoint_test_columns(published_report):
+  out, _ = published_report
+  rows = md_table((out / "table.md").read_text(), COMPARISON)
+  final = "ours test accuracy (%) (final model)"
+  best = "ours test accuracy (%) (best val checkpoint)"
+  assert (rows["exp1_l2_adam"][final], rows["exp1_l2_adam"][best]) == ("60.00", "62.00")
+  # exp2 wrote no last_test_*: a dash, and the best checkpoint's 63 % still shown.
+  assert (rows["exp2_l2_adamw"][final], rows["exp2_l2_adamw"][best]) == ("—", "63.00")
+  # exp3: only seed 0 has a final-model test (20 %); best is (21 + 23) / 2 = 22 ± 1.41.
+  assert rows["exp3_l2_sgd"][final] == "20.00 (1 of 2 seeds)"
+  assert rows["exp3_l2_sgd"][best] == "22.00 ± 1.41"
+
+
+def test_published_columns_in_csv(published_report):
+  out, _ = published_report
+  rows = read_csv(out / "table.csv")
+  exp1, exp2, sgd, unmatched = (rows[n] for n in ("exp1_l2_adam", "exp2_l2_adamw",
+                                                   "exp3_l2_sgd", "l3_adam"))
+  assert (exp1["study_table"], exp1["study_row"]) == ("Table 2", "1")
+  assert float(exp1["study_final_test"]) == 61.63 and float(exp1["study_best_val"]) == 65.25
+  assert float(exp1["study_best_train"]) == 64.08 and exp1["study_num_params"] == "1086730"
+  assert float(exp1["study_sec_per_epoch"]) == 8.05
+  assert float(exp1["study_memory_mib"]) == 2341.9
+  assert sgd["study_row"] == "4" and float(sgd["study_final_test"]) == 19.65
+  assert float(exp1["last_test_mean"]) == pytest.approx(60.0)
+  assert float(exp1["test_mean"]) == pytest.approx(62.0)
+  assert exp2["last_test_mean"] == "" and float(exp2["test_mean"]) == pytest.approx(63.0)
+  assert float(sgd["last_test_mean"]) == pytest.approx(20.0) and sgd["last_test_std"] == ""
+  assert all(unmatched[k] == "" for k in unmatched if k.startswith("study_"))
+
+
+def test_published_columns_in_html(published_report):
+  out, _ = published_report
+  page = (out / "report.html").read_text()
+  section = page[page.index("<h3>Against the published study</h3>"):]
+  table = section[:section.index("</table>")]
+  assert "<th>study test accuracy (%) (final model)</th>" in table
+  assert "<th>ours test accuracy (%) (best val checkpoint)</th>" in table
+  sgd = re.search(r"<tr><td>exp3_l2_sgd</td>(.*?)</tr>", table).group(1)
+  assert sgd.startswith("<td>4</td>") and "<td>19.65</td>" in sgd
+  assert "<td>20.00 (1 of 2 seeds)</td>" in sgd
+  assert "<td>—</td>" in re.search(r"<tr><td>exp2_l2_adamw</td>(.*?)</tr>", table).group(1)
+
+
+def test_published_footnotes(published_report):
+  out, _ = published_report
+  md = (out / "table.md").read_text()
+  notes = md[md.index(COMPARISON):]
+  assert "Chamorro" in notes and "reference_published.py" in notes
+  assert "not comparable across devices" in notes and "ours on cpu" in notes
+  assert "3 = momentum and 4 = sgd" in notes
+  assert "`last_test_accuracy`" in notes and "final-epoch model" in notes
+  # exp2 ran on digits: flagged; exp1 ran the study's protocol: not.
+  assert "exp2_l2_adamw: dataset.name = digits (study: cifar10)" in notes
+  assert "exp1_l2_adam:" not in notes
+
+
+def test_lm_rows_get_the_study_perplexity(tmp_path):
+  workdir = tmp_path / "runs" / "lm4_l1_sgd"
+  config = {"seed": 0, "optimizer": "sgd", "num_epochs": 10,
+            "model": {"name": "lstm_lm", "num_layers": 1}, "dataset": {"name": "wikitext2"}}
+  summary = {"num_params": 5000, "test_perplexity": 150.0, "last_test_perplexity": 170.0,
+             "best_metric": "val_perplexity", "best_mode": "min", "status": "finished"}
+  write_run(workdir, config, lm_rows(), summary)
+  out = tmp_path / "out"
+  assert report.main([str(tmp_path / "runs"), f"--out={out}", "--no_doctor",
+                      f"--published={PUBLISHED}"]) == 0
+  row = md_table((out / "table.md").read_text(), COMPARISON)["lm4_l1_sgd"]
+  # Table 1 row 4 is sgd (2088.86); ours: final model 170, best val checkpoint 150.
+  assert row == {"experiment": "lm4_l1_sgd", "study row (Table 1)": "4",
+                 "study test perplexity (final model)": "2,088.86",
+                 "ours test perplexity (final model)": "170.0",
+                 "ours test perplexity (best val checkpoint)": "150.0",
+                 "study train s/epoch (its GPU)": "38.20", "ours train s/epoch": "3.00"}
+
+
+def test_no_published_columns_without_the_flag(vit_report):
+  _, out = vit_report
+  assert COMPARISON not in (out / "table.md").read_text()
+  header = (out / "table.csv").read_text().splitlines()[0].split(",")
+  assert "last_test_mean" in header and not any(h.startswith("study_") for h in header)
+
+
+def test_published_but_no_match_says_so(tmp_path, capsys):
+  root = make_lm_runs(tmp_path / "lm")  # model.name "lstm", not the study's "lstm_lm".
+  out = tmp_path / "out"
+  assert report.main([str(root), f"--out={out}", "--no_doctor", f"--published={PUBLISHED}"]) == 0
+  assert "no row matches an entry of" in capsys.readouterr().err
+  assert COMPARISON not in (out / "table.md").read_text()
+  assert read_csv(out / "table.csv")["lm_l1"]["study_row"] == ""
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "no such file"),
+    ("PUBLISHED = [\n", "not valid Python"),
+    ("raise RuntimeError('boom')\n", "fails to import: RuntimeError: boom"),
+    ("SOURCE = 'x'\n", "defines no PUBLISHED list"),
+    ("PUBLISHED = [{'name': 'a', 'table': 'T', 'metric': 'accuracy', 'settings': ('optimizer',),"
+     " 'entries': {('adam', 2): {'table_row': 1}}}]\n", "has 2 setting value(s)"),
+    ("PUBLISHED = [{'name': 'a', 'table': 'T', 'metric': 'accuracy', 'settings': ('optimizer',),"
+     " 'entries': {('adam',): {'table_row': 1, 'test_accuracy': 61.6}}}]\n",
+     "unknown figure(s) test_accuracy"),
+])
+def test_bad_published_file_is_one_line_and_exit_2(tmp_path, capsys, content, expected):
+  path = tmp_path / "published.py"
+  if content is not None:
+    path.write_text(content)
+  root = make_lm_runs(tmp_path / "lm")
+  out = tmp_path / "out"
+  assert report.main([str(root), f"--out={out}", f"--published={path}"]) == 2
+  err = capsys.readouterr().err.splitlines()
+  assert len(err) == 1 and err[0].startswith("report: --published: ")
+  assert str(path) in err[0] and expected in err[0]
+  assert not out.exists()  # Checked before any run is read or file written.
