@@ -342,11 +342,15 @@ def lr_too_high(h: History, found: set) -> Finding | None:
     rises = curves.sum_of_rises(curve.bad, skip)
     top = float(np.max(np.abs(curve.bad)))
     net = float(curve.bad[0] - curve.bad[-1])
+    spikes = None
     if rises > 0 and rises >= T.LR_HIGH_MIN_UP_REL * top and \
         rises >= T.LR_HIGH_OSC_RATIO * max(net, 0.0):
       diffs = np.diff(curve.bad)
       spikes = [curve.epoch(i + 1) for i in np.nonzero(diffs >= T.LR_HIGH_MIN_UP_REL * top)[0]
                 if i + 1 not in skip]
+      if _validation_unharmed(h, curve, spikes):
+        spikes = None
+    if spikes is not None:
       numbers.update(sum_of_rises=rises, net_decrease=net, largest_value=top,
                      largest_rise=float(np.max(diffs)), rise_epochs=spikes)
       trend = (f"its net decrease over the run is only {num(net)}" if net > 0 else
@@ -359,6 +363,25 @@ def lr_too_high(h: History, found: set) -> Finding | None:
   severity = ERROR if curve.bad[-1] > curve.bad[0] else WARNING
   text = "Learning rate too high: " + "; ".join(reasons) + "."
   return make(h, "lr_too_high", severity, sorted(set(epochs)), text, numbers, _lr_high_advice(h))
+
+
+def _validation_unharmed(h: History, curve, spike_epochs: list) -> bool:
+  """True when the validation curve improved at every epoch the training curve spiked, and overall.
+
+  A step the learning rate makes too large throws validation off too. Training losses that rise
+  while validation improves epoch after epoch come from the training objective itself changing (a
+  detector's warm-up and mosaic augmentation from scratch), not from the optimizer.
+  """
+  val = h.val
+  if val is None or val.key == curve.key or not spike_epochs or len(val) < 2:
+    return False
+  if float(val.bad[-1]) >= float(val.bad[0]):
+    return False
+  for epoch in spike_epochs:
+    hits = np.nonzero(val.epochs == float(epoch))[0]
+    if not hits.size or hits[0] == 0 or val.bad[hits[0]] > val.bad[hits[0] - 1]:
+      return False
+  return True
 
 
 def _lr_high_advice(h: History) -> list[Advice]:

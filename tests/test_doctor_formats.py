@@ -44,12 +44,15 @@ def _diagnose(path) -> tuple[diagnostics.Run, set]:
 
 
 def _check_verdict(folder, spec) -> None:
-  run, found = _diagnose(folder / spec["read"])
-  context = f"{spec.get('why', '')}; found {sorted(found)}; notes {run.notes}"
-  assert set(spec.get("must", [])) <= found, context
-  assert not set(spec.get("must_not", [])) & found, context
-  if spec.get("must_any"):
-    assert set(spec["must_any"]) & found, context
+  """The expected findings on the file and on each other layout of the same run (`also_read`:
+  Lightning's TensorBoard events beside its CSV)."""
+  for path in [spec["read"]] + list(spec.get("also_read") or []):
+    run, found = _diagnose(folder / path)
+    context = f"{path}: {spec.get('why', '')}; found {sorted(found)}; notes {run.notes}"
+    assert set(spec.get("must", [])) <= found, context
+    assert not set(spec.get("must_not", [])) & found, context
+    if spec.get("must_any"):
+      assert set(spec["must_any"]) & found, context
 
 
 @pytest.mark.parametrize("folder,name,spec", _cases(REAL))
@@ -228,3 +231,44 @@ def test_appended_keras_log_keeps_the_latest_run():
   assert epochs == sorted(set(epochs)) and epochs[0] == 0
   assert any("restarts" in note for note in run.notes)
   assert not any(math.isnan(r["train_loss"]) for r in run.rows)
+
+
+def test_fastai_metrics_are_validation_metrics_and_time_is_per_epoch():
+  """fastai's Recorder computes accuracy and error_rate on the validation set; time is mm:ss."""
+  path = FRAMEWORKS / "fastai_healthy" / "history.csv"
+  raw = _csv_rows(path)
+  (run,) = diagnostics.load(str(path))
+  assert run.framework == "fastai"
+  first = run.rows[0]
+  assert first["val_accuracy"] == pytest.approx(float(raw[0]["accuracy"]))
+  assert first["val_error_rate"] == pytest.approx(float(raw[0]["error_rate"]))
+  assert "train_accuracy" not in first
+  minutes, seconds = raw[0]["time"].split(":")
+  assert first["epoch_time_s"] == 60 * int(minutes) + int(seconds)
+  assert run.ignored_columns == []
+
+
+def test_lightning_tensorboard_validate_and_test_after_fit_are_not_an_epoch():
+  """The TensorBoard logger writes trainer.validate()/test() at the last step, in new files."""
+  folder = FRAMEWORKS / "lightning_validate_test"
+  (csv_run,) = diagnostics.load(str(folder / "csv" / "version_0"))
+  (tb_run,) = diagnostics.load(str(folder / "tensorboard" / "version_0"))
+  assert len(tb_run.rows) == len(csv_run.rows) == 5
+  assert any("after training ended" in note for note in tb_run.notes)
+  for a, b in zip(csv_run.rows, tb_run.rows):
+    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_hugging_face_eval_steps_warmup_too_high_is_seen():
+  """Six-plus evaluations inside few epochs; rising training loss in warm-up, best eval first."""
+  run, found = _diagnose(FRAMEWORKS / "hf_lr_too_high_warmup")
+  assert run.unit == "evaluation" and len([r for r in run.rows if "val_loss" in r]) >= 6
+  assert {"lr_too_high", "diverged"} & found
+  assert "healthy" not in found
+
+
+def test_timm_summary_reads_eval_as_validation():
+  (run,) = diagnostics.load(str(FRAMEWORKS / "timm_healthy"))
+  assert run.framework == "timm"
+  assert {"train_loss", "val_loss", "val_accuracy", "learning_rate"} <= set(run.rows[0])
