@@ -8,13 +8,20 @@ Running the same command again in the same workdir resumes from the latest check
 reproduces the history of an uninterrupted run. See README.md for the files a run writes.
 """
 
+import contextlib
 import dataclasses
 import pathlib
 import sys
 import time
 from typing import Any
 
-import jax
+if __name__ == '__main__':
+  # Stop signals are recorded from here on, through the imports below, start-up and compilation,
+  # to the last line (curvelab/preemption.py says where the run stops for each phase).
+  from curvelab import preemption as _early_preemption  # pylint: disable=g-import-not-at-top
+  _early_preemption.install()
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -618,6 +625,12 @@ def _make_feeder(setup: Setup, train_ds, data_state, *, steps_per_epoch: int, nu
 
 
 def _run(setup: Setup, workdir: pathlib.Path) -> dict:
+  """Runs the loop; the writer and the checkpointer are closed however it ends."""
+  with contextlib.ExitStack() as cleanup:
+    return _run_body(setup, workdir, cleanup)
+
+
+def _run_body(setup: Setup, workdir: pathlib.Path, cleanup: contextlib.ExitStack) -> dict:
   config = setup.config
   t_start = time.perf_counter()
   splits = _load_splits(setup)
@@ -638,6 +651,7 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
   checkpointer = ckpt_lib.Checkpointer(workdir / 'checkpoints', best_metric=setup.best_metric,
                                        best_mode=setup.best_mode,
                                        keep_latest=config.checkpoint_keep_latest)
+  cleanup.callback(checkpointer.close)
   _check_resume(setup, workdir, checkpointer, example_train)
 
   initial = init_state(setup, tx, example_train)
@@ -656,6 +670,7 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
   runfiles.write_json(workdir / runfiles.CONFIG, config.to_dict())
 
   writer = writers.create(config.metric_writer, str(workdir), is_writer=runfiles.is_writer())
+  cleanup.callback(writer.close)  # Before the checkpointer's close (callbacks run last first).
   doctor = _make_doctor(setup, num_params, num_train, workdir)
   device_images = None
   if config.input_mode == 'device':
@@ -675,9 +690,15 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
   progress = Progress(cadence)
   status, sanity = 'finished', None
 
-  with preemption.Preemption() as stop_signal:
+  with preemption.watch() as stop_signal:
     step = int(loop.state.step)
-    while step < cadence.total_steps:
+    if step < cadence.total_steps and stop_signal.requested(step):
+      # The signal came during start-up or compilation: nothing new to save.
+      log.info('Stopped by %s before training step %d; nothing new to save. Run the same '
+               'command to %s.', stop_signal.signal_name, step + 1,
+               'resume' if step else 'start')
+      status = 'preempted'
+    while status != 'preempted' and step < cadence.total_steps:
       epoch = cadence.epoch_of(step + 1)
       progress.reset(step)
       t0 = time.perf_counter() - float(loop.meta['partial_epoch_s'])
@@ -790,9 +811,7 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
         status = 'preempted'
         break
 
-  writer.close()
   if status == 'preempted':
-    checkpointer.close()
     return {'status': 'preempted', 'step': step, 'epochs_run': len(history)}
   if config.sanity_examples > 0 and sanity is None:
     last = history[-1] if history else {}
@@ -801,7 +820,6 @@ def _run(setup: Setup, workdir: pathlib.Path) -> dict:
                     loop.meta, history, num_params=num_params, num_train=num_train,
                     compile_s=compile_s, status=status, sanity=sanity,
                     total_s=time.perf_counter() - t_start)
-  checkpointer.close()
   return summary
 
 

@@ -108,6 +108,41 @@ def _kill_at_step(workdir, target: int) -> tuple[int | None, int]:
   return reached, proc.returncode
 
 
+def _sigterm_on(workdir, marker: str) -> tuple[int, str]:
+  """Runs the fault run with per-step progress, SIGTERMs it on the first line holding `marker`,
+  and returns (exit status, everything it printed). Triggered by the child's own output."""
+  proc = _start(workdir, EPOCHS, '--config.log_every_steps=1')
+  lines = []
+  for line in proc.stdout:
+    lines.append(line)
+    if marker in line:
+      proc.send_signal(signal.SIGTERM)
+      break
+  out, err = proc.communicate(timeout=240)
+  return proc.returncode, ''.join(lines) + out + err
+
+
+@pytest.mark.parametrize('phase,marker', [
+    # The compiled-steps line comes before the loop's own compilation and the first step.
+    ('before_the_first_step', 'Compiled train and eval steps'),
+    # The last progress line of epoch 1 (its last step reports in the epoch's own line): step 8,
+    # epoch 1's evaluation and its checkpoint come next; the epoch-end check stops there.
+    ('during_evaluation', f'epoch 1 step 7/{EPOCHS * 8}'),
+    # The last epoch's line: its checkpoint, then the final test evaluation and the summary.
+    ('during_the_final_test_evaluation', f'epoch {EPOCHS}: '),
+])
+def test_sigterm_at_any_phase_exits_0_and_the_same_command_finishes(tmp_path, reference, phase,
+                                                                    marker):
+  code, output = _sigterm_on(tmp_path, marker)
+  assert code == 0, output[-3000:]
+  assert 'SIGTERM received' in output and 'Traceback' not in output
+  done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
+                         f'--workdir={tmp_path}')
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert helpers.without_timing(helpers.read_history(tmp_path)) == reference, phase
+  assert helpers.read_json(tmp_path / 'summary.json')['status'] == 'finished'
+
+
 def test_twenty_kill_nines_then_resume_equals_uninterrupted(tmp_path, reference):
   """20 SIGKILLs at random steps of the run, each triggered by the child's progress lines; then
   the same command to completion reproduces the uninterrupted history.
@@ -276,3 +311,24 @@ def test_resuming_past_the_end_of_a_shorter_run_is_refused(tmp_path):
   assert 'num_epochs=1' in done.stderr and 'step 16' in done.stderr
   assert 'Traceback' not in done.stderr
   assert (tmp_path / 'config.json').read_text() == config_before  # Nothing saved is touched.
+
+
+@pytest.mark.parametrize('steps_per_call', [1, 3, 7, 8, 16])
+def test_multihost_stop_check_reaches_every_process_for_any_steps_per_call(monkeypatch,
+                                                                           steps_per_call):
+  """Each process ORs its flag at the first check of every window of MULTIHOST_CHECK_EVERY steps,
+  so a signal is acted on within max(k, MULTIHOST_CHECK_EVERY) steps whatever k is."""
+  from curvelab import preemption  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  collectives = []
+  monkeypatch.setattr(preemption, '_any_process', lambda flag: collectives.append(flag) or flag)
+  recorder = preemption.Preemption()
+  window = preemption.MULTIHOST_CHECK_EVERY
+  signal_at = 23
+  for step in range(steps_per_call, 200, steps_per_call):
+    if step >= signal_at:
+      recorder.signal_name = 'SIGTERM'
+    if recorder.requested(step):
+      break
+  assert step - signal_at < max(steps_per_call, window) + steps_per_call
+  assert len(collectives) <= step // window + 1  # At most one collective per window.
