@@ -41,7 +41,6 @@ import datetime
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,8 +52,9 @@ sys.path.insert(0, str(REPO))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from curvelab import data_parts
 from sweeps import experiments as experiments_lib
+from sweeps import publish
+from sweeps import runner
 
-RUN_FILES = ('config.json', 'history.jsonl', 'summary.json')
 GPT1_VOCAB = 40_479
 # First guesses of a run's seconds on an H200 (compilation included), until one of its family
 # has been measured in this session.
@@ -118,14 +118,6 @@ def _write_tiny_tokens(folder: pathlib.Path) -> None:
     np.savez(folder / f'{role}.npz', tokens=rng.integers(0, 97, n).astype(np.uint16))
 
 
-def _commit() -> str:
-  try:
-    return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True,
-                          text=True, check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-
-
 def _command(item: Item, workdir: pathlib.Path, budget_s: float) -> list[str]:
   args = [sys.executable, str(REPO / 'train.py'), f'--config={item.config}',
           f'--workdir={workdir}', f'--config.seed={item.seed}',
@@ -134,28 +126,12 @@ def _command(item: Item, workdir: pathlib.Path, budget_s: float) -> list[str]:
   return args
 
 
-def _publish(item: Item, workdir: pathlib.Path, out: pathlib.Path, command: list[str],
-             device: str) -> pathlib.Path:
+def _publish(item: Item, workdir: pathlib.Path, out: pathlib.Path, command: list[str]) -> str:
   """Copies the run files (no checkpoints) to OUT/<stage>/<name>/seed_K with a RUN.md."""
   target = out / item.stage / item.name / f'seed_{item.seed}'
-  target.mkdir(parents=True, exist_ok=True)
-  for name in RUN_FILES:
-    if (workdir / name).exists():
-      shutil.copy2(workdir / name, target / name)
-  shown = ' '.join(a.replace(str(REPO) + os.sep, '') for a in command[1:])
-  (target / 'RUN.md').write_text(
-      f'device: {device}\ncommand: python {shown}\ncommit: {_commit()}\n'
-      f'date: {datetime.date.today().isoformat()}\n'
-      'made by experiments/gpu_reference.py; files copied unchanged from the workdir.\n')
-  return target
-
-
-def _device_kind(workdir: pathlib.Path) -> str:
-  try:
-    summary = json.loads((workdir / 'summary.json').read_text())
-    return f'{summary.get("device_count", "?")} x {summary.get("device_kind", "?")}'
-  except (OSError, json.JSONDecodeError):
-    return 'unknown'
+  return str(publish.publish_run(workdir, target, command=publish.shown_command(command, REPO),
+                                 commit=runner.code_version(REPO),
+                                 date=datetime.datetime.now().isoformat(timespec='seconds')))
 
 
 def _prepare_data(args) -> dict:
@@ -212,7 +188,7 @@ def run_plan(args) -> int:
     record = {'stage': item.stage, 'name': item.name, 'seed': item.seed, 'seconds': seconds,
               'returncode': done.returncode}
     if done.returncode == 0:
-      record['files'] = str(_publish(item, workdir, out, command, _device_kind(workdir)))
+      record['files'] = _publish(item, workdir, out, command)
       record['status'] = json.loads((workdir / 'summary.json').read_text()).get('status')
     else:
       record['error'] = (done.stderr.strip().splitlines() or ['(no output)'])[-1]

@@ -98,6 +98,19 @@ def job_state(workdir: Path) -> str:
   return "new"
 
 
+def code_version(cwd) -> str:
+  """The commit the run's code is at, '+modified' when tracked files differ from it; 'unknown'
+  outside a git checkout. Results name the code that made them (results/)."""
+  try:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                           capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return head + ("+modified" if dirty else "")
+
+
 def _now() -> str:
   return datetime.datetime.now().isoformat(timespec="seconds")
 
@@ -245,7 +258,8 @@ class SweepRunner:
     self.echo(f"[{index}/{total}] {'resume' if resumed else 'start'} {job.key} "
               f"(seed {job.seed}) -> {job.workdir}")
     self.status.update(job, state="running", command=command, started=_now(), resumed=resumed,
-                       pid=process.pid, returncode=None, error=None, stderr_tail=None)
+                       pid=process.pid, returncode=None, error=None, stderr_tail=None,
+                       commit=code_version(self.cwd))
     return _Active(job, process, offset, time.monotonic(), resumed, (out, err))
 
   def _finish(self, item: _Active) -> JobResult:
