@@ -420,13 +420,19 @@ class Progress:
 
   def __init__(self, cadence: durations.Cadence):
     self.cadence = cadence
-    self.start = time.perf_counter()
+    self.start = self.last_line = time.perf_counter()
     self.start_step = 0
 
   def reset(self, step: int) -> None:
     self.start, self.start_step = time.perf_counter(), step
+    self.last_line = self.start
+
+  def due(self, step: int, k: int) -> bool:
+    """Whether the chunk of ``k`` steps ending at ``step`` ends with a line (cadence.py decides)."""
+    return self.cadence.progress_due(step - k + 1, step, time.perf_counter() - self.last_line)
 
   def report(self, step: int, loss: float) -> None:
+    self.last_line = time.perf_counter()
     rate = (step - self.start_step) / max(time.perf_counter() - self.start, 1e-9)
     left = (self.cadence.total_steps - step) / max(rate, 1e-9)
     log.info('epoch %d step %d/%d  loss %.4f  %.1f steps/s  ETA %.0fs',
@@ -709,7 +715,7 @@ def _run_body(setup: Setup, workdir: pathlib.Path, cleanup: contextlib.ExitStack
         k = min(chunk, epoch_end - step)
         loop.state, loop.metrics = advance(loop.state, feeder.next(k), loop.metrics, k)
         step += k
-        if any(cadence.should_log(s) for s in range(step - k + 1, step + 1)):
+        if progress.due(step, k):
           progress.report(step, float(loop.metrics[0].loss.compute()))
         if step < epoch_end and stop_signal.requested(step):
           preempted = True

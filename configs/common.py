@@ -112,7 +112,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.max_train_seconds = 0.0  # Stop after the epoch that reaches this much train+eval time (0 = off).
 
   # ---- cadence and bookkeeping --------------------------------------------------------------------
-  c.log_every_steps = 50  # Console progress (steps/s, ETA) every this many steps.
+  c.log_every_steps = 50  # Console progress (steps/s, ETA) every this many steps (0 = off) ...
+  c.log_every_seconds = 10.0  # ... and whenever this long has passed since the last line (0 = off).
   c.eval_every_epochs = 1  # Validation cadence in epochs (the last epoch always evaluates).
   c.checkpoint_every_epochs = 1  # Checkpoint cadence in epochs (the last epoch always saves).
   c.checkpoint_keep_latest = 1  # Newest checkpoints kept besides the best (a damaged newest one

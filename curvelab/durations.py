@@ -79,12 +79,16 @@ class Cadence:
     steps_per_epoch: optimizer steps per epoch.
     total_steps: optimizer steps of the whole run.
     log_every_steps: console progress (steps/s, ETA) every this many steps; 0 disables.
+    log_every_seconds: also whenever this many seconds passed since the last progress line, so
+      that runs of slow steps (a CPU LSTM epoch of 24 steps of 7 s) say how they are doing;
+      0 disables.
     eval_every_epochs: validation every this many epochs (the last epoch always evaluates).
     checkpoint_every_epochs: checkpoint every this many epochs (the last epoch always saves).
   """
   steps_per_epoch: int
   total_steps: int
   log_every_steps: int = 0
+  log_every_seconds: float = 0.0
   eval_every_epochs: int = 1
   checkpoint_every_epochs: int = 1
 
@@ -102,6 +106,17 @@ class Cadence:
   def should_log(self, step: int) -> bool:
     return (self.log_every_steps > 0 and step % self.log_every_steps == 0
             and not self.is_epoch_end(step))
+
+  def progress_due(self, first: int, last: int, seconds_since_line: float) -> bool:
+    """Whether steps ``first..last`` (one call's chunk) end with a progress line.
+
+    By step count, or by time since the last line; never at an epoch's end, whose own line says
+    more.
+    """
+    if self.is_epoch_end(last):
+      return any(self.should_log(s) for s in range(first, last + 1))
+    timely = 0 < self.log_every_seconds <= seconds_since_line
+    return timely or any(self.should_log(s) for s in range(first, last + 1))
 
   def _every_epochs(self, step: int, every: int) -> bool:
     if not self.is_epoch_end(step):
@@ -124,6 +139,7 @@ def make_cadence(config, *, steps_per_epoch: int) -> Cadence:
       steps_per_epoch=steps_per_epoch,
       total_steps=total,
       log_every_steps=int(config.get('log_every_steps', 0)),
+      log_every_seconds=float(config.get('log_every_seconds', 0.0)),
       eval_every_epochs=int(config.get('eval_every_epochs', 1)),
       checkpoint_every_epochs=int(config.get('checkpoint_every_epochs', 1)),
   )

@@ -47,7 +47,8 @@ def check(config) -> None:
   _choice(config.weight_decay_on, 'weight_decay_on', optim.WEIGHT_DECAY_ON)
   _choice(config.compute_dtype, 'compute_dtype', COMPUTE_DTYPES)
   for field in ('weight_decay', 'warmup_epochs', 'grad_clip_norm', 'label_smoothing',
-                'early_stopping_min_delta', 'final_lr_ratio', 'max_train_seconds'):
+                'early_stopping_min_delta', 'final_lr_ratio', 'max_train_seconds',
+                'log_every_seconds'):
     if config[field] < 0:
       raise errors.ConfigError(f'{field} must be >= 0, got {config[field]!r}.')
   if config.eval_batch_size < 0:

@@ -15,56 +15,34 @@ from curvelab import errors
 KINDS = ('clu', 'events')
 
 
-def _crc32c_table() -> list[int]:
-  table = []
-  for i in range(256):
-    crc = i
-    for _ in range(8):
-      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-    table.append(crc)
-  return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def _masked_crc32c(data: bytes) -> int:
-  """TFRecord's masked CRC-32C (Castagnoli) of ``data``."""
-  crc = 0xFFFFFFFF
-  for byte in data:
-    crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-  crc ^= 0xFFFFFFFF
-  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 class EventsWriter:
   """TensorBoard scalar events without TensorFlow (CLU's MetricWriter methods).
 
-  Events are the ``tensorboard`` package's protobufs written as TFRecords by hand (length, masked
-  CRC-32C, payload, masked CRC-32C): TensorBoard's own file writer would import TensorFlow, and
-  switching it to its TF-free stub is process-wide, which would break CLU writers used later in the
-  same process.
+  Events are the ``tensorboard`` package's protobufs framed as TFRecords by its own
+  ``RecordWriter`` (length, masked CRC-32C, payload, masked CRC-32C), which needs no TensorFlow.
+  TensorBoard's higher-level ``EventFileWriter`` would import TensorFlow, and switching it to its
+  TF-free stub is process-wide, which would break CLU writers used later in the same process.
   """
 
   def __init__(self, logdir: str, *, enabled: bool):
     self._file = None
     if enabled:
-      from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
-      from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
-      import socket  # pylint: disable=g-import-not-at-top
+      # pylint: disable=g-import-not-at-top
+      import socket
+      from tensorboard.compat.proto import event_pb2
+      from tensorboard.compat.proto import summary_pb2
+      from tensorboard.summary.writer import record_writer
+      # pylint: enable=g-import-not-at-top
       self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
       folder = pathlib.Path(logdir)
       folder.mkdir(parents=True, exist_ok=True)
       name = f'events.out.tfevents.{int(time.time())}.{socket.gethostname()}.curvelab'
-      self._file = open(folder / name, 'ab')
+      self._file = open(folder / name, 'ab')  # pylint: disable=consider-using-with
+      self._records = record_writer.RecordWriter(self._file)
       self._write(event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2'))
 
   def _write(self, event) -> None:
-    import struct  # pylint: disable=g-import-not-at-top
-    data = event.SerializeToString()
-    header = struct.pack('<Q', len(data))
-    self._file.write(header + struct.pack('<I', _masked_crc32c(header)) + data
-                     + struct.pack('<I', _masked_crc32c(data)))
+    self._records.write(event.SerializeToString())
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     if self._file is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import shutil
@@ -37,13 +38,21 @@ def _processor() -> str:
 def device_of(summary: dict) -> str:
   kind = summary.get("device_kind", "unknown device")
   count = summary.get("device_count", "?")
-  where = f" ({_processor()})" if str(kind).lower() == "cpu" else ""
+  where = f" ({_processor()}, {os.cpu_count()} cores)" if str(kind).lower() == "cpu" else ""
   return f"{count} x {kind}{where}"
 
 
 def shown_command(command: list[str], repo: pathlib.Path) -> str:
-  """The command as a person types it in the repository root."""
-  parts = ["python"] + [str(a).replace(str(repo) + "/", "") for a in command[1:]]
+  """The command as a person types it in the repository root (the checkout it ran in, which may
+  be another worktree of the same commit, is left out of every path)."""
+  roots = {str(repo) + "/"}
+  if len(command) > 1:
+    roots.add(str(pathlib.Path(command[1]).parent) + "/")
+  parts = ["python"]
+  for arg in command[1:]:
+    for root in sorted(roots, key=len, reverse=True):
+      arg = str(arg).replace(root, "")
+    parts.append(arg)
   return " ".join(parts)
 
 

@@ -23,6 +23,38 @@ helpers.enable_compilation_cache()
 STRAIGHT_EPOCHS = 4
 
 
+# Slow child processes some modules check, started when the session starts so that they run beside
+# the in-process tests (their time is mostly single-threaded imports, compilation and tiny fits):
+# name -> (module that uses it, the command's arguments after `python`, given the output folder).
+EARLY_CHILDREN = {
+    'keras_logs': ('test_doctor_formats', lambda out: [
+        str(REPO / 'tests' / 'fixtures' / 'keras_logs.py'), str(out)]),
+    'gpu_tiny': ('test_gpu_reference', lambda out: [
+        str(REPO / 'experiments' / 'gpu_reference.py'), '--tiny', f'--out={out / "results"}',
+        '--budget_s=100000', '--stages=vit_seed0,lstm,cnn', '--per_stage=1',
+        f'--work_root={out / "work"}', f'--cache_dir={helpers.JAX_CACHE_DIR}']),
+}
+
+
+@pytest.fixture(scope='session', autouse=True)
+def early_children(request, tmp_path_factory):
+  """{name: (output folder, helpers.BackgroundProcess)} of the EARLY_CHILDREN whose module runs.
+
+  A test waits for its child with ``early_children[name][1].wait(timeout)``.
+  """
+  selected = {item.module.__name__.rsplit('.', 1)[-1] for item in request.session.items}
+  children = {}
+  for name, (module, args) in EARLY_CHILDREN.items():
+    if module in selected:
+      out = tmp_path_factory.mktemp(name)
+      children[name] = (out, helpers.BackgroundProcess(
+          [sys.executable] + args(out), folder=out / 'logs',
+          env=helpers.child_env(KERAS_BACKEND='tensorflow')))
+  yield children
+  for _, child in children.values():
+    child.kill()
+
+
 @pytest.fixture(scope='session')
 def straight_run(tmp_path_factory):
   """An uninterrupted 4-epoch tiny run: ``(workdir, summary, history)``.

@@ -96,6 +96,17 @@ def test_should_log_skips_epoch_ends_and_zero_disables():
   assert not any(_cadence(log_every_steps=0).should_log(s) for s in range(1, 41))
 
 
+def test_progress_lines_by_time_as_well_as_by_steps():
+  """Slow steps still report: a line once log_every_seconds have passed, never at an epoch end."""
+  c = _cadence(log_every_steps=0, log_every_seconds=10.0)
+  assert c.progress_due(3, 3, seconds_since_line=12.0)
+  assert not c.progress_due(3, 3, seconds_since_line=9.9)
+  assert not c.progress_due(8, 8, seconds_since_line=60.0)  # The epoch's own line comes next.
+  chunked = _cadence(log_every_steps=4, log_every_seconds=0.0)
+  assert chunked.progress_due(9, 12, seconds_since_line=0.0)  # Step 12 is in the chunk 9..12.
+  assert not chunked.progress_due(5, 7, seconds_since_line=1e6)  # Time-based lines are off.
+
+
 def test_make_cadence_from_config():
   """The config's duration fields become the cadence (epochs -> steps through to_steps)."""
   config = ml_collections.ConfigDict(dict(num_epochs=3, log_every_steps=5, eval_every_epochs=2,

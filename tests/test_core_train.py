@@ -120,3 +120,24 @@ def test_train_step_is_traced_once(half_run):
   _, summary, history, traces = half_run
   assert summary['epochs_run'] == 2 and len(history) == 2
   assert len(traces) == 1
+
+
+def test_events_writer_is_read_back_by_tensorboards_event_accumulator(tmp_path):
+  """The TensorFlow-free writer's files, framed by tensorboard's RecordWriter, read as TensorBoard
+  reads them."""
+  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
+  from curvelab import writers
+  # pylint: enable=g-import-not-at-top
+  writer = writers.create('events', str(tmp_path), is_writer=True)
+  for step in (1, 2, 3):
+    writer.write_scalars(step, {'train_loss': 1.0 / step, 'val_accuracy': 0.5 + 0.1 * step})
+  writer.close()
+  acc = event_accumulator.EventAccumulator(str(tmp_path))
+  acc.Reload()
+  assert sorted(acc.Tags()['scalars']) == ['train_loss', 'val_accuracy']
+  assert [(e.step, round(e.value, 6)) for e in acc.Scalars('train_loss')] == [
+      (1, 1.0), (2, 0.5), (3, round(1 / 3, 6))]
+  assert not writers.create('events', str(tmp_path / 'quiet'), is_writer=False).write_scalars(
+      1, {'x': 1.0})
+  assert not (tmp_path / 'quiet').exists()  # Non-writing processes write nothing.

@@ -16,23 +16,15 @@ SCRIPT = 'experiments/gpu_reference.py'
 
 
 @pytest.fixture(scope='module')
-def tiny_grid(tmp_path_factory):
-  root = tmp_path_factory.mktemp('gpu_tiny')
-  source = root / 'src' / 'cifar10'
-  source.mkdir(parents=True)
-  (source / 'dataset_info.json').write_text('{"name": "cifar10"}')
-  data_parts.split(str(source), str(root / 'parts'), max_mib=1)
-  done = helpers.run_cli(SCRIPT, '--tiny', f'--out={root / "results"}', '--budget_s=100000',
-                         '--stages=vit_seed0,lstm,cnn', '--per_stage=1',
-                         f'--data_parts={root / "parts"}', f'--work_root={root / "work"}',
-                         f'--cache_dir={helpers.JAX_CACHE_DIR}', timeout=900)
-  return root, done
+def tiny_grid(early_children):
+  """One run of three stages, started with the session (conftest.py's EARLY_CHILDREN)."""
+  root, child = early_children['gpu_tiny']
+  return root, child.wait(timeout=900)
 
 
 def test_tiny_mode_runs_each_stage_and_publishes_run_files_and_report(tiny_grid):
   root, done = tiny_grid
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-  assert 'reassembled and verified' in done.stdout
   results = root / 'results'
   runs = sorted(p.parent for p in results.rglob('summary.json'))
   assert [p.relative_to(results).parts[:2] for p in runs] == [
@@ -42,15 +34,23 @@ def test_tiny_mode_runs_each_stage_and_publishes_run_files_and_report(tiny_grid)
         'RUN.md', 'config.json', 'history.jsonl', 'summary.json']  # No checkpoints.
     note = (run / 'RUN.md').read_text()
     assert 'device: ' in note and 'commit: ' in note and 'command: python train.py' in note
-  assert (results / 'report' / 'table.md').exists() and (results / 'report' / 'report.html').exists()
+  for name in ('table.md', 'report.html'):
+    assert (results / 'report' / name).exists()
   plan = json.loads((results / 'plan.json').read_text())
   assert [r['returncode'] for r in plan['runs']] == [0, 0, 0]
 
 
-def test_what_does_not_fit_is_listed_not_run(tmp_path):
+def test_data_parts_are_verified_and_what_does_not_fit_is_listed_not_run(tmp_path):
+  source = tmp_path / 'src' / 'cifar10'
+  source.mkdir(parents=True)
+  (source / 'dataset_info.json').write_text('{"name": "cifar10"}')
+  data_parts.split(str(source), str(tmp_path / 'parts'), max_mib=1)
   done = helpers.run_cli(SCRIPT, '--tiny', f'--out={tmp_path / "results"}', '--budget_s=1',
+                         f'--data_parts={tmp_path / "parts"}', f'--data_dir={tmp_path / "tfds"}',
                          f'--work_root={tmp_path / "work"}', timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
+  assert 'reassembled and verified' in done.stdout
+  assert (tmp_path / 'tfds' / 'cifar10' / 'dataset_info.json').exists()
   listed = (tmp_path / 'results' / 'NOT_RUN.md').read_text()
   assert 'vit_seed0/exp1_l2_adam seed 0' in listed and 'recipe/vit_recipe seed 0' in listed
   assert not list((tmp_path / 'results').rglob('summary.json'))

@@ -63,7 +63,8 @@ def test_reference_vit_draws_as_the_studys_pytorch_layers(reference_vit):
   for i in range(2):
     b = f'block_{i}'
     bounds.update({f'{b}/attn/qkv': 1 / math.sqrt(width), f'{b}/attn/out': 1 / math.sqrt(width),
-                   f'{b}/mlp/Dense_0': 1 / math.sqrt(width), f'{b}/mlp/Dense_1': 1 / math.sqrt(mlp)})
+                   f'{b}/mlp/Dense_0': 1 / math.sqrt(width),
+                   f'{b}/mlp/Dense_1': 1 / math.sqrt(mlp)})
   for layer, bound in bounds.items():
     _assert_uniform(p[f'{layer}/kernel'], bound, f'{layer}/kernel')
     _assert_uniform(p[f'{layer}/bias'], bound, f'{layer}/bias')
