@@ -2,6 +2,7 @@
 processes on one workdir. All offline on CPU; a run never loses its history or its best checkpoint.
 """
 
+import concurrent.futures
 import errno
 import pathlib
 import random
@@ -122,25 +123,38 @@ def _sigterm_on(workdir, marker: str) -> tuple[int, str]:
   return proc.returncode, ''.join(lines) + out + err
 
 
-@pytest.mark.parametrize('phase,marker', [
+# Where each phase's SIGTERM is sent: on the first line of the child's output holding the marker.
+SIGTERM_PHASES = {
     # The compiled-steps line comes before the loop's own compilation and the first step.
-    ('before_the_first_step', 'Compiled train and eval steps'),
+    'before_the_first_step': 'Compiled train and eval steps',
     # The last progress line of epoch 1 (its last step reports in the epoch's own line): step 8,
     # epoch 1's evaluation and its checkpoint come next; the epoch-end check stops there.
-    ('during_evaluation', f'epoch 1 step 7/{EPOCHS * 8}'),
+    'during_evaluation': f'epoch 1 step 7/{EPOCHS * 8}',
     # The last epoch's line: its checkpoint, then the final test evaluation and the summary.
-    ('during_the_final_test_evaluation', f'epoch {EPOCHS}: '),
-])
-def test_sigterm_at_any_phase_exits_0_and_the_same_command_finishes(tmp_path, reference, phase,
-                                                                    marker):
-  code, output = _sigterm_on(tmp_path, marker)
-  assert code == 0, output[-3000:]
-  assert 'SIGTERM received' in output and 'Traceback' not in output
-  done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
-                         f'--workdir={tmp_path}')
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert helpers.without_timing(helpers.read_history(tmp_path)) == reference, phase
-  assert helpers.read_json(tmp_path / 'summary.json')['status'] == 'finished'
+    'during_the_final_test_evaluation': f'epoch {EPOCHS}: ',
+}
+
+
+def _sigterm_then_rerun(workdir, marker: str) -> tuple[int, str, subprocess.CompletedProcess]:
+  code, output = _sigterm_on(workdir, marker)
+  rerun = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
+                          f'--workdir={workdir}')
+  return code, output, rerun
+
+
+def test_sigterm_at_any_phase_exits_0_and_the_same_command_finishes(tmp_path, reference):
+  """Each phase in its own workdir, the three side by side (each child's time is mostly
+  single-threaded start-up)."""
+  with concurrent.futures.ThreadPoolExecutor(len(SIGTERM_PHASES)) as pool:
+    futures = {phase: pool.submit(_sigterm_then_rerun, tmp_path / phase, marker)
+               for phase, marker in SIGTERM_PHASES.items()}
+  for phase, future in futures.items():
+    code, output, rerun = future.result()
+    assert code == 0, (phase, output[-3000:])
+    assert 'SIGTERM received' in output and 'Traceback' not in output, phase
+    assert rerun.returncode == 0, (phase, rerun.stderr[-2000:])
+    assert helpers.without_timing(helpers.read_history(tmp_path / phase)) == reference, phase
+    assert helpers.read_json(tmp_path / phase / 'summary.json')['status'] == 'finished', phase
 
 
 def test_twenty_kill_nines_then_resume_equals_uninterrupted(tmp_path, reference):
