@@ -55,8 +55,11 @@ def resolve_monitor(run: Run, name: str) -> str:
   Raises:
     ReadError: the run logs no such curve; the message lists the curves it has.
   """
-  key = schema.canonical_key(name)
-  if key is not None and key.startswith("train_") and "_" not in schema.normalize_name(name):
+  # YOLO's column names ('metrics/mAP50-95(B)') are validation metrics under a 'metrics/' prefix.
+  bare = schema.normalize_name(name)
+  bare = bare[len("metrics_"):] if bare.startswith("metrics_") else bare
+  key = schema.canonical_key(bare)
+  if key is not None and key.startswith("train_") and schema.is_bare_metric(bare):
     key = "val_" + key[len("train_"):]  # A bare metric name means its validation curve.
   logged = sorted({k for r in run.rows for k in r
                    if k.startswith(("val_", "train_")) and isinstance(r[k], (int, float))})

@@ -44,8 +44,10 @@ _METRIC_ALIASES = {
     "map": "map",
     "map_0_5_0_95": "map",
     "map50_95": "map",
+    "map50_95_b": "map",  # Ultralytics' '(B)' marks box metrics.
     "map_50_95": "map",
     "map50": "map50",
+    "map50_b": "map50",
     "map_0_5": "map50",
     "map_50": "map50",
     "precision": "precision",
@@ -231,6 +233,11 @@ def canonical_key(name: str, prefix: str | None = None) -> str | None:
   if split is None:
     split = "val" if metric in _VALIDATION_BY_DEFAULT else "train"
   return f"{split}_{metric}"
+
+
+def is_bare_metric(name: str) -> bool:
+  """True for a metric name without a split ('accuracy', 'mAP50-95'), False for 'train_loss'."""
+  return normalize_name(name) in _METRIC_ALIASES
 
 
 def metric_of(key: str) -> str:

@@ -218,6 +218,9 @@ def test_monitor_option_chooses_the_curve_and_refuses_unknown_names(tmp_path):
                               "chosen": "chosen with --monitor"}
   default = json.loads(helpers.run_cli("diagnose.py", str(path), "--json").stdout)["runs"][0]
   assert default["monitor"]["key"] == "val_loss" and default["framework"] == "huggingface"
+  yolo = diagnostics.load(str(REAL / "ultralytics_01_fire_smoke_v8"))[0]
+  for name in ("mAP50-95(B)", "metrics/mAP50-95(B)", "mAP50-95", "map"):
+    assert diagnostics.resolve_monitor(yolo, name) == "val_map", name
   bad = helpers.run_cli("diagnose.py", str(path), "--monitor", "val_bleu")
   assert bad.returncode == 1 and "no such curve" in bad.stderr and "Traceback" not in bad.stderr
 
