@@ -73,7 +73,7 @@ def huggingface(data: dict) -> Layout:
 
   Training entries (`loss`, `learning_rate`, `grad_norm` every `logging_steps`) and evaluation
   entries (`eval_*` every `eval_steps` or epoch) stay separate records at their step and
-  fractional epoch; the summary entry written once at the end (`train_loss` = the whole run's
+  fractional epoch, read by the generic mapping; the summary entry written once at the end (`train_loss` = the whole run's
   average, `train_runtime`, `total_flos`) is taken out of the curves into `summary`.
   """
   records, notes, summary, used = [], [], {}, set()
@@ -84,23 +84,10 @@ def huggingface(data: dict) -> Layout:
       summary.update({k: entry[k] for k in _HF_SUMMARY_KEYS if k in entry})
       used.update(entry)
       continue
-    record = {"step": entry.get("step"), "epoch": entry.get("epoch")}
-    for key, value in entry.items():
-      if key in ("step", "epoch"):
-        continue
-      if key in _HF_EVAL_THROUGHPUT:
-        used.add(key)
-      elif key == "eval_runtime":
-        record["eval_time_s"] = value
-      elif key.startswith("eval_"):
-        record["val_" + key[len("eval_"):]] = value
-      elif key == "loss":
-        record["train_loss"] = value
-      elif key == "num_input_tokens_seen":
-        record["tokens_seen"] = value
-      else:
-        record[key] = value
-    records.append(record)
+    # Everything else reads through the generic mapping: `loss` is training's, `eval_*` are
+    # validation's, `eval_runtime` the evaluation time; throughput is no curve.
+    used.update(k for k in entry if k in _HF_EVAL_THROUGHPUT)
+    records.append({k: v for k, v in entry.items() if k not in _HF_EVAL_THROUGHPUT})
   if summary:
     notes.append("the Trainer's final summary entry (train_loss = the run's average"
                  + (f", train_runtime {to_float(summary.get('train_runtime')):.4g} s"
