@@ -85,6 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.weight_decay = 5e-4  # adamw: decoupled; sgd/momentum: L2 added to the gradient; adam: unused.
   c.weight_decay_on = 'all'  # all (the reference) | matrices (skip biases, norms, embeddings' 1-D).
   c.momentum = 0.9  # Momentum of the `momentum` optimizer.
+  c.nesterov = False  # momentum: Nesterov's variant (torch.optim.SGD(nesterov=True): g + m * buf).
   c.lr_schedule = 'constant'  # constant | cosine | linear (decay after warmup).
   c.warmup_epochs = 0.0  # Linear warmup length in epochs (fractions allowed).
   c.final_lr_ratio = 0.0  # End of the cosine/linear decay as a fraction of learning_rate.

@@ -3,7 +3,8 @@
 ``adam``      Adam, no weight decay (``torch.optim.Adam(weight_decay=0)``).
 ``adamw``     Adam with decoupled weight decay ``p -= lr * wd * p`` (``torch.optim.AdamW``).
 ``sgd``       SGD with L2 weight decay added to the gradient (``torch.optim.SGD(weight_decay=wd)``).
-``momentum``  the same with heavy-ball momentum (``torch.optim.SGD(momentum=m)``: buf = m*buf + g).
+``momentum``  the same with heavy-ball momentum (``torch.optim.SGD(momentum=m)``: buf = m*buf + g),
+              or Nesterov's (``nesterov=True``: the step is g + m*buf).
 
 Gradient clipping by global norm comes first in the chain, as ``clip_grad_norm_`` runs before
 ``optimizer.step()`` in PyTorch, so the L2 term of ``sgd``/``momentum`` is never clipped.
@@ -98,5 +99,6 @@ def make_optimizer(config, *, steps_per_epoch: int) -> tuple[optax.GradientTrans
     if wd > 0:
       chain.append(optax.add_decayed_weights(wd, mask=mask))
     momentum = float(config.momentum) if name == 'momentum' else None
-    chain.append(optax.sgd(schedule, momentum=momentum))
+    nesterov = bool(config.get('nesterov', False)) and momentum is not None
+    chain.append(optax.sgd(schedule, momentum=momentum, nesterov=nesterov))
   return optax.chain(*chain), schedule

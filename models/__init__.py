@@ -86,6 +86,7 @@ def _load_all() -> None:
   # pylint: disable=g-import-not-at-top,unused-import
   from models import cnn
   from models import cnn_densenet
+  from models import cnn_fast
   from models import cnn_googlenet
   from models import captioner
   from models import ctc
