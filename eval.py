@@ -14,13 +14,13 @@ import sys
 import jax
 import ml_collections
 
+from curvelab import evaluation
+from curvelab import compiled
+from curvelab import build as build_lib
 from curvelab import checkpoint as ckpt_lib
 from curvelab import errors
 from curvelab import runfiles
-from curvelab import sharding
-from curvelab import state as state_lib
 from input_pipeline import pipeline
-import train as train_lib
 
 ROLES = ('train', 'val', 'test')
 
@@ -45,7 +45,7 @@ def evaluate_checkpoint(workdir: str, *, split: str = 'test', checkpoint: str = 
   """
   workdir = pathlib.Path(workdir)
   config = load_run_config(workdir)
-  setup = train_lib.build(config)
+  setup = build_lib.build(config)
   checkpointer = ckpt_lib.Checkpointer(workdir / 'checkpoints', best_metric=setup.best_metric,
                                        best_mode=setup.best_mode)
   step = checkpointer.resolve(checkpoint)
@@ -60,11 +60,11 @@ def evaluate_checkpoint(workdir: str, *, split: str = 'test', checkpoint: str = 
                                        process_count=jax.process_count()))
   from curvelab import optim  # pylint: disable=g-import-not-at-top
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1)
-  state = train_lib.init_state(setup, tx, example)
+  state = build_lib.init_state(setup, tx, example)
   state, _, _, _ = checkpointer.restore(step, ckpt_lib.abstract(state))
-  _, eval_step, _, empty_eval, _ = train_lib.compile_steps(setup, tx, state, example, example)
+  _, eval_step, _, empty_eval, _ = compiled.compile_steps(setup, tx, state, example, example)
   prefix = split if split in ROLES else 'eval'
-  values = train_lib.evaluate(setup, eval_step, state, data, empty_eval, prefix=prefix)
+  values = evaluation.evaluate(setup, eval_step, state, data, empty_eval, prefix=prefix)
   checkpointer.close()
   values = {k: v for k, v in values.items() if k.startswith(prefix + '_')}
   return {'workdir': str(workdir), 'checkpoint': checkpoint, 'step': step, 'split': split,

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvelab import build as build_lib
 from curvelab import checkpoint as ckpt_lib
 from curvelab import errors
 from curvelab import optim
 from input_pipeline import text
 import eval as eval_lib
-import train as train_lib
 
 
 def load_tokenizer(workdir: pathlib.Path) -> text.Tokenizer:
@@ -63,7 +63,7 @@ def generate(workdir: str, *, prompt: str, length: int, temperature: float = 1.0
     raise errors.ConfigError(f'{workdir} is a {config.task.name} run; sample.py needs a language '
                              'model.')
   tokenizer = load_tokenizer(workdir)
-  setup = train_lib.build(config)
+  setup = build_lib.build(config)
   ids = tokenizer.encode_line(prompt, eos=False) if prompt else tokenizer.encode_line('')
   total = len(ids) + length
   max_len = config.model.get('max_length')
@@ -75,7 +75,7 @@ def generate(workdir: str, *, prompt: str, length: int, temperature: float = 1.0
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1)
   example = {'inputs': np.zeros((1, 2), np.int32), 'targets': np.zeros((1, 2), np.int32),
              'weight': np.ones((1, 2), np.float32)}
-  state = train_lib.init_state(setup, tx, example)
+  state = build_lib.init_state(setup, tx, example)
   state, _, _, _ = checkpointer.restore(step, ckpt_lib.abstract(state))
   checkpointer.close()
   buffer = np.zeros((1, total), np.int32)

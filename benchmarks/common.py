@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvelab import compiled
+from curvelab import build as build_lib
 from curvelab import flops as flops_lib
 from curvelab import optim
 from curvelab import sharding
 from curvelab import state as state_lib
 from models import attention
-import train as train_lib
 
 
 @dataclasses.dataclass
@@ -84,19 +85,19 @@ def compile_train_step(config, batch: dict, *, num_outputs: int,
 
 def _compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledStep:
   config.metric_writer = 'events'  # Nothing is written; this keeps TensorFlow optional here.
-  config = train_lib.prepare_config(config)
-  setup = train_lib.build_without_data(config, num_outputs=num_outputs)
+  config = build_lib.prepare_config(config)
+  setup = build_lib.build_without_data(config, num_outputs=num_outputs)
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1000)
-  state = train_lib.init_state(setup, tx, batch)
-  train_step, _, empty, _, compile_s = train_lib.compile_steps(setup, tx, state, batch, batch)
+  state = build_lib.init_state(setup, tx, batch)
+  train_step, _, empty, _, compile_s = compiled.compile_steps(setup, tx, state, batch, batch)
   # Model FLOPs from the traced step (matmuls and convolutions, forward and backward), the same on
   # every backend; XLA's cost analysis is not (it undercounts GPU library calls).
-  python_step = train_lib.make_train_step(setup, tx, state)
+  python_step = compiled.make_train_step(setup, tx, state)
   flops = float(flops_lib.count(python_step.single, state, batch))
   k = int(config.steps_per_call)
   if k > 1:
     # Several optimizer steps per compiled call: the loop's Advancer, on a stacked batch.
-    advance = train_lib.Advancer(setup, tx, state, empty, train_step, example_batch=batch)
+    advance = compiled.Advancer(setup, tx, state, empty, train_step, example_batch=batch)
     advance.prepare([k])
     compile_s += advance.compile_s
     stacked = {key: np.stack([v] * k) for key, v in batch.items()}
@@ -114,7 +115,7 @@ def _compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledSte
   return CompiledStep(state=state, metrics=metrics, call=call, steps_per_call=k,
                       params=state_lib.count_params(state.params), batch=config.batch_size,
                       flops_per_step=flops, compile_s=compile_s,
-                      microbatches=train_lib.microbatching(setup, state))
+                      microbatches=compiled.microbatching(setup, state))
 
 
 def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: int,

@@ -7,6 +7,7 @@ level of the others to WARNING.
 
 import logging
 import sys
+import time
 
 _NAME = 'curvelab'
 
@@ -32,3 +33,28 @@ def quiet_libraries() -> None:
   logging.getLogger().setLevel(logging.WARNING)
   for name in ('orbax', 'absl', 'jax', 'tensorflow'):
     logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Progress:
+  """Console progress inside an epoch: steps/s and ETA, at the config's cadence."""
+
+  def __init__(self, cadence):
+    """``cadence``: the run's ``durations.Cadence`` (steps per epoch, total steps, when to log)."""
+    self.cadence = cadence
+    self.start = self.last_line = time.perf_counter()
+    self.start_step = 0
+
+  def reset(self, step: int) -> None:
+    self.start, self.start_step = time.perf_counter(), step
+    self.last_line = self.start
+
+  def due(self, step: int, k: int) -> bool:
+    """Whether the chunk of ``k`` steps ending at ``step`` ends with a line (cadence.py decides)."""
+    return self.cadence.progress_due(step - k + 1, step, time.perf_counter() - self.last_line)
+
+  def report(self, step: int, loss: float) -> None:
+    self.last_line = time.perf_counter()
+    rate = (step - self.start_step) / max(time.perf_counter() - self.start, 1e-9)
+    left = (self.cadence.total_steps - step) / max(rate, 1e-9)
+    logger().info('epoch %d step %d/%d  loss %.4f  %.1f steps/s  ETA %.0fs',
+                  self.cadence.epoch_of(step), step, self.cadence.total_steps, loss, rate, left)

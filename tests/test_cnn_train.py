@@ -18,6 +18,7 @@ import pytest
 import helpers
 from configs import cnn as cnn_configs
 from configs import vit_recipe
+from curvelab import build as build_lib
 from curvelab import validate
 from input_pipeline import pipeline
 import sweeps
@@ -71,7 +72,7 @@ def _restored_state(workdir, step: int):
   example = next(pipeline.eval_batches(setup.data.load('val'), global_batch=config.batch_size,
                                        preprocess=setup.data.eval_preprocess))
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1)
-  state = train.init_state(setup, tx, example)
+  state = build_lib.init_state(setup, tx, example)
   checkpointer = ckpt_lib.Checkpointer(pathlib.Path(workdir) / 'checkpoints',
                                        best_metric=setup.best_metric, best_mode=setup.best_mode)
   try:

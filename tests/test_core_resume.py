@@ -12,6 +12,8 @@ import subprocess
 import pytest
 
 import helpers
+from curvelab import resume
+from curvelab import build as build_lib
 from curvelab import errors
 from curvelab import workdir as workdir_lib
 from input_pipeline import pipeline
@@ -84,7 +86,7 @@ def _shape_check(workdir, config):
   example = next(pipeline.eval_batches(setup.data.load('val'), global_batch=config.batch_size,
                                        preprocess=setup.data.eval_preprocess))
   return workdir_lib.shape_changing_fields(helpers.read_json(workdir / 'config.json'), config,
-                                           train.param_shapes(setup, example))
+                                           build_lib.param_shapes(setup, example))
 
 
 def test_learning_rate_and_other_shape_neutral_changes_are_allowed(straight_run):
@@ -115,7 +117,7 @@ def test_dataset_change_that_changes_shapes_is_resume_error(straight_run):
   checkpointer = ckpt_lib.Checkpointer(straight_run[0] / 'checkpoints', best_metric='val_accuracy',
                                        best_mode='max')
   with pytest.raises(errors.ResumeError, match='dataset'):
-    train._check_resume(setup, straight_run[0], checkpointer,  # pylint: disable=protected-access
+    resume.check_shapes(setup, straight_run[0], checkpointer,  # pylint: disable=protected-access
                         example)
 
 

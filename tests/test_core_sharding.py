@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import helpers
-import train as train_lib
+from curvelab import compiled
+from curvelab import build as build_lib
 from curvelab import metrics as metrics_lib
 from curvelab import optim
 from curvelab import sharding
@@ -236,10 +237,10 @@ def _digits_batch(batch_size: int) -> dict:
 
 
 def _train_step_for(config, batch):
-  setup = train_lib.build_without_data(config, num_outputs=10)
+  setup = build_lib.build_without_data(config, num_outputs=10)
   tx, _ = optim.make_optimizer(config, steps_per_epoch=10)
-  state = train_lib.init_state(setup, tx, batch)
-  return setup, state, train_lib.make_train_step(setup, tx, state)
+  state = build_lib.init_state(setup, tx, batch)
+  return setup, state, compiled.make_train_step(setup, tx, state)
 
 
 def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
@@ -254,7 +255,7 @@ def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
     setup, state, step = _train_step_for(config, batch)
     metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batch)[1])
     compiled = jax.jit(step).lower(state, batch, metrics).compile()
-    results[size] = (train_lib.microbatching(setup, state), ' while(' in compiled.as_text(),
+    results[size] = (compiled.microbatching(setup, state), ' while(' in compiled.as_text(),
                      compiled(state, batch, metrics)[0].params)
   # 32 examples: 2 side by side of 16, or 4 in sequence x 2 side by side of 4.
   assert results[0][:2] == ((1, 2), False) and results[4][:2] == ((4, 2), True)
@@ -272,7 +273,7 @@ def test_batchnorm_models_are_not_split_on_cpus():
   batch = _digits_batch(config.batch_size)
   setup, state, _ = _train_step_for(config, batch)
   assert state.model_state
-  assert train_lib.microbatching(setup, state) == (config.grad_accum_steps, 1)
+  assert compiled.microbatching(setup, state) == (config.grad_accum_steps, 1)
 
 
 def test_microbatches_are_strided():

@@ -1,0 +1,162 @@
+"""Everything a run builds from its config before training: task, data, model, mesh, state.
+
+``build`` validates the config against the data and the devices before anything is decoded or
+compiled, so bad input ends a run in seconds with one line.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from curvelab import errors
+from curvelab import sharding
+from curvelab import state as state_lib
+from curvelab import validate
+import input_pipeline
+import models
+import tasks
+
+
+def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A private, resolved copy of the config (sanity mode applied, defaults filled)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  if config.eval_batch_size == 0:
+    config.eval_batch_size = config.batch_size
+  if config.sanity_examples > 0:
+    # Memorisation test: nothing may stand between the model and its five examples.
+    n = int(config.sanity_examples)
+    config.dataset.augment.flip = False
+    config.dataset.augment.crop = False
+    for field in ('pad_crop', 'randaugment_ops', 'mixup_alpha', 'cutmix_alpha'):
+      if field in config.dataset.augment:
+        config.dataset.augment[field] = type(config.dataset.augment[field])(0)
+    for field in ('dropout', 'drop_path'):
+      if field in config.model:
+        config.model[field] = 0.0
+    config.weight_decay = 0.0
+    config.label_smoothing = 0.0
+    config.batch_size = min(config.batch_size, n)
+    config.eval_batch_size = config.batch_size
+    config.grad_accum_steps = 1
+    config.num_epochs = int(config.sanity_max_epochs)
+    config.checkpoint_every_epochs = config.num_epochs
+    config.early_stopping_patience = 0
+    config.lr_schedule = 'constant'
+    config.warmup_epochs = 0.0
+    config.log_every_steps = 0
+  return config
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything built from the config before training starts."""
+  config: ml_collections.ConfigDict
+  task: Any
+  data: input_pipeline.Data
+  model: Any
+  mesh: Any
+  best_metric: str
+  best_mode: str
+
+
+def build(config: ml_collections.ConfigDict) -> Setup:
+  """Validates the config against data and devices and builds task, data and model.
+
+  Every check here runs before any data is decoded or any step is compiled, so bad input ends the
+  run in seconds with one line.
+  """
+  config = prepare_config(config)  # Idempotent: resolved configs pass through unchanged.
+  validate.check(config)
+  task = tasks.build(config)
+  data = input_pipeline.build(config)
+  models.validate(config.model, example_shape=data.example_shape)
+  model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.compute_dtype)
+  _check_train_batch(config)
+  sharding.check_batch_size(config.eval_batch_size, field='eval_batch_size')
+  _check_input_mode(config, data)
+  if config.sanity_examples > 0:
+    sharding.check_batch_size(config.batch_size, field='sanity_examples (batch)')
+  best_metric = config.best_metric or task.best_metric
+  best_mode = task.best_mode if best_metric == task.best_metric else (
+      'max' if best_metric.endswith(HIGHER_IS_BETTER) else 'min')
+  if not best_metric.startswith('val_'):
+    raise errors.ConfigError(f'best_metric={best_metric!r} must be a validation key (val_...).')
+  return Setup(config=config, task=task, data=data, model=model, mesh=sharding.make_mesh(),
+               best_metric=best_metric, best_mode=best_mode)
+
+
+INPUT_MODES = ('host', 'device')
+# Validation metrics where higher is better (the rest, losses, perplexity, WER, CER, are minimised).
+HIGHER_IS_BETTER = ('accuracy', 'bleu', 'exact_match')
+
+
+def _check_input_mode(config, data) -> None:
+  if config.input_mode not in INPUT_MODES:
+    raise errors.ConfigError(f'input_mode={config.input_mode!r} is unknown; allowed: '
+                             f'{", ".join(INPUT_MODES)}.')
+  if config.steps_per_call < 1:
+    raise errors.ConfigError(f'steps_per_call must be a positive integer, got '
+                             f'{config.steps_per_call}.')
+  if config.input_mode == 'device':
+    if data.device_loader is None:
+      raise errors.ConfigError(
+          f'input_mode=device supports in-memory image datasets; dataset.name='
+          f'{config.dataset.name!r} with task {config.task.name!r} allows: host.')
+    # pylint: disable=g-import-not-at-top
+    from input_pipeline import augment as augment_lib
+    from input_pipeline import device as device_lib
+    extra = [o for o in augment_lib.active_options(config.dataset.augment)
+             if o not in device_lib.DEVICE_OPTIONS]
+    if extra:
+      raise errors.ConfigError(
+          f'input_mode=device runs flip, random resized crop and pad_crop on the device; dataset.'
+          f'augment.{extra[0]} is host-only: use input_mode=host or turn it off.')
+
+
+def _check_train_batch(config: ml_collections.ConfigDict) -> None:
+  """The global batch must split over devices, then into every micro-batch asked for."""
+  fields = {'grad_accum_steps': config.grad_accum_steps,
+            'concurrent_microbatches': config.get('concurrent_microbatches', 0)}
+  sharding.check_batch_size(config.batch_size,
+                            multiples={k: v for k, v in fields.items() if v > 1})
+
+
+def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int) -> Setup:
+  """A Setup for synthetic batches (benchmarks): the same model, task, optimizer and mesh."""
+  validate.check(config)
+  task = tasks.build(config)
+  model = models.build(config.model, num_outputs=num_outputs, dtype=config.compute_dtype)
+  _check_train_batch(config)
+  return Setup(config=config, task=task, data=None, model=model, mesh=sharding.make_mesh(),
+               best_metric=task.best_metric, best_mode=task.best_mode)
+
+
+def _example_inputs(setup: Setup, batch: dict) -> dict:
+  return setup.task.model_inputs(jax.tree.map(lambda x: jnp.asarray(x[:1]), batch))
+
+
+def param_shapes(setup: Setup, example_batch: dict):
+  """``config -> parameter shapes`` for the resume check."""
+  inputs = _example_inputs(setup, example_batch)
+
+  def shapes(config):
+    model = models.build(config.model, num_outputs=setup.data.num_outputs,
+                         dtype=config.compute_dtype)
+    tree = jax.eval_shape(lambda: state_lib.init_variables(model, inputs, jax.random.key(0)))
+    return jax.tree.map(lambda s: s.shape, tree['params'])
+
+  return shapes
+
+
+def init_state(setup: Setup, tx, example_batch: dict):
+  """Creates the train state directly with replicated shardings (no host copy)."""
+  inputs = _example_inputs(setup, example_batch)
+  rng = jax.random.key_data(jax.random.key(setup.config.seed))
+  create = jax.jit(lambda r: state_lib.create(setup.model, tx, inputs, jax.random.wrap_key_data(r)),
+                   out_shardings=sharding.replicated(setup.mesh))
+  state = create(rng)
+  return state.replace(rng=jax.random.key_data(state.rng) if jnp.issubdtype(
+      state.rng.dtype, jax.dtypes.prng_key) else state.rng)
