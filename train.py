@@ -20,6 +20,7 @@ if __name__ == '__main__':
   _early_preemption.install()
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp
 import ml_collections
 
 from curvelab import build as build_lib
@@ -215,13 +216,18 @@ def _train_epoch(run: epoch_end.Run, progress, *, epoch: int, step: int, started
   time, so the resumed epoch reports exactly what an uninterrupted one would.
   """
   chunk, epoch_end_step = int(run.setup.config.steps_per_call), epoch * run.cadence.steps_per_epoch
-  position = run.position
+  position, in_flight = run.position, None
   progress.reset(step)
   while step < epoch_end_step:
     k = min(chunk, epoch_end_step - step)  # Chunks never cross an epoch end.
     position.state, position.metrics = run.advance(position.state, run.feeder.next(k),
                                                    position.metrics, k)
     step += k
+    # At most one chunk runs ahead of the host (the next batch is still prepared meanwhile), so
+    # time-based progress lines and stop checks see the steps that ran, not the steps queued.
+    if in_flight is not None:
+      jax.block_until_ready(in_flight)
+    in_flight = jnp.copy(position.state.step)  # A copy: the state itself is donated next call.
     if progress.due(step, k):
       progress.report(step, float(position.metrics[0].loss.compute()))
     if step < epoch_end_step and run.stop_signal.requested(step):
