@@ -33,6 +33,7 @@ from curvelab import errors
 from curvelab import evaluation
 from curvelab import feeders
 from curvelab import optim
+from curvelab import plan as plan_lib
 from curvelab import preemption
 from curvelab import resume
 from curvelab import runfiles
@@ -125,11 +126,12 @@ def _start(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Ex
   initial = build_lib.init_state(setup, tx, example_train)
   num_params = state_lib.count_params(initial.params)
   resume.check_epochs_left(checkpointer, cadence, workdir)
+  setup.plan = plan = plan_lib.resolve(config, has_model_state=bool(initial.model_state))
   steps = _compile(setup, tx, initial, example_train, example_eval, splits, cadence)
-  log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s; '
-           'micro-batches per step: %d in sequence x %d side by side.', steps['compile_s'],
-           f'{num_params:,}', steps_per_epoch, jax.device_count(), jax.devices()[0].device_kind,
-           *compiled.microbatching(setup, initial))
+  log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s.',
+           steps['compile_s'], f'{num_params:,}', steps_per_epoch, jax.device_count(),
+           jax.devices()[0].device_kind)
+  log.info('%s', plan.line())
   position = epoch_end.restore(checkpointer, initial, steps['empty_train'])
   history = [r for r in runfiles.read_history(workdir) if r.get('epoch', 0) <= position.meta['epoch']]
   runfiles.write_history(workdir, history)
@@ -151,7 +153,8 @@ def _start(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Ex
       layer_names=steps_lib.layer_names(initial.params))
   run.feeder = make_feeder(position.data_state)
   run.advance = steps['advance']
-  return run, {'num_params': num_params, 'num_train': num_train, 'compile_s': steps['compile_s']}
+  return run, {'num_params': num_params, 'num_train': num_train, 'compile_s': steps['compile_s'],
+               'plan': plan.to_json()}
 
 
 def _compile(setup, tx, initial, example_train, example_eval, splits, cadence) -> dict:

@@ -60,6 +60,7 @@ class Setup:
   mesh: Any
   best_metric: str
   best_mode: str
+  plan: Any = None  # curvelab/plan.py's Plan, set once the model's state is known.
 
 
 def build(config: ml_collections.ConfigDict) -> Setup:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from curvelab import checkpoint as ckpt_lib
 from curvelab import metrics as metrics_lib
+from curvelab import plan as plan_lib
 from curvelab import sharding
 from curvelab import steps as steps_lib
 from curvelab.build import Setup
@@ -20,22 +21,13 @@ def _global_abstract(batch: dict, mesh) -> dict:
 
 
 def microbatching(setup: Setup, state) -> tuple[int, int]:
-  """(sequential, concurrent) micro-batches of each train step, resolved for the backend and model.
+  """(sequential, concurrent) micro-batches of each train step, as the run's plan resolves them.
 
   ``grad_accum_steps`` and ``concurrent_microbatches`` keep their meaning everywhere; on a CPU the
   step may also split further, into cache-sized sequential micro-batches (same update).
   """
-  config = setup.config
-  per_device_batch = config.batch_size // jax.device_count()
-  has_model_state = bool(state.model_state)
-  concurrent = steps_lib.resolve_concurrent_microbatches(
-      config.get('concurrent_microbatches', 0), per_device_batch=per_device_batch,
-      grad_accum_steps=config.grad_accum_steps, has_model_state=has_model_state)
-  sequential = steps_lib.resolve_sequential_microbatches(
-      config.get('cpu_microbatch_size', 0), per_device_batch=per_device_batch,
-      grad_accum_steps=config.grad_accum_steps, concurrent_microbatches=concurrent,
-      has_model_state=has_model_state)
-  return sequential, concurrent
+  plan = setup.plan or plan_lib.resolve(setup.config, has_model_state=bool(state.model_state))
+  return plan.microbatches
 
 
 def make_train_step(setup: Setup, tx, state):

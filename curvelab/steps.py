@@ -20,6 +20,11 @@ def layer_names(params) -> tuple[str, ...]:
   return tuple(sorted(params.keys()))
 
 
+def concatenates_norms(backend: str | None = None) -> bool:
+  """Whether :func:`sum_of_squares` reduces a tree in one concatenated pass on ``backend``."""
+  return (backend or jax.default_backend()) == 'gpu'
+
+
 def sum_of_squares(tree, *, concatenate: bool | None = None) -> jax.Array:
   """The sum of squares of every element of ``tree``, in float32.
 
@@ -40,7 +45,7 @@ def sum_of_squares(tree, *, concatenate: bool | None = None) -> jax.Array:
   if not leaves:
     return jnp.zeros((), jnp.float32)
   if concatenate is None:
-    concatenate = jax.default_backend() == 'gpu'
+    concatenate = concatenates_norms()
   if concatenate:
     return jnp.sum(jnp.square(jnp.concatenate([jnp.ravel(x) for x in leaves])))
   return sum(jnp.sum(jnp.square(x)) for x in leaves)

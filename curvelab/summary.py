@@ -43,7 +43,7 @@ def failed_sanity(run: Run) -> dict | None:
   return {'passed': False, 'epochs': len(run.history), 'train_loss': last.get('train_loss')}
 
 
-def finish(run: Run, *, num_params: int, num_train: int, compile_s: float,
+def finish(run: Run, *, num_params: int, num_train: int, compile_s: float, plan: dict,
            total_s: float) -> dict:
   """Evaluates on the test split and writes ``summary.json``; returns the summary."""
   setup, meta, history = run.setup, run.position.meta, run.history
@@ -63,6 +63,7 @@ def finish(run: Run, *, num_params: int, num_train: int, compile_s: float,
       'compile_time_s': compile_s,
       'device_kind': jax.devices()[0].device_kind,
       'device_count': jax.device_count(),
+      'plan': plan,  # The speed choices the run executed (curvelab/plan.py).
       'config': setup.config.to_dict(),
   }
   for key in ('val_loss',) + tuple(f'val_{m}' for m in setup.task.metric_names):

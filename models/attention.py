@@ -42,6 +42,16 @@ def implementation(name: str):
     _forced = previous
 
 
+def choose(implementation: str, backend: str | None = None) -> str:
+  """The implementation ``implementation`` stands for on ``backend`` (default: JAX's default)."""
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f'attention implementation {implementation!r}: choose from '
+                     f'{", ".join(IMPLEMENTATIONS)}')
+  if implementation != 'auto':
+    return implementation
+  return 'head_major' if (backend or jax.default_backend()) == 'cpu' else 'xla'
+
+
 def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
                           backend: str | None = None):
   """Softmax attention of ``q`` [B, T, H, D] over ``k``, ``v`` [B, S, H, D] -> [B, T, H, D].
@@ -62,9 +72,7 @@ def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
   Returns:
     [B, T, H, D] in ``v``'s dtype.
   """
-  choice = _forced
-  if choice == 'auto':
-    choice = 'head_major' if (backend or jax.default_backend()) == 'cpu' else 'xla'
+  choice = choose(_forced, backend)
   if choice in ('xla', 'cudnn'):
     return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
                                         implementation=choice)

@@ -88,6 +88,9 @@ def test_summary_has_documented_keys_and_consistent_values(straight_run):
   assert summary['best_val_loss'] == best['val_loss']
   assert 0.0 <= summary['test_accuracy'] <= 1.0 and math.isfinite(summary['test_loss'])
   assert summary['total_time_s'] > 0 and summary['compile_time_s'] >= 0
+  # The speed choices the run executed, resolved once (curvelab/plan.py).
+  assert summary['plan']['backend'] == 'cpu' and summary['plan']['attention'] == 'head_major'
+  assert summary['plan']['steps_per_call'] == 1 and summary['plan']['input_mode'] == 'host'
 
 
 def test_checkpoints_keep_latest_and_best(straight_run):
