@@ -47,13 +47,13 @@ def _count(model, shape=(1, 32, 32, 3)) -> int:
 
 @pytest.mark.parametrize('arch, expected', [
     ('googlenet', 257_530), ('resnet', 269_722), ('preact_resnet', 269_722),
-    ('densenet', 264_586), ('resnet18', 11_173_962)])
+    ('densenet', 264_586), ('resnet18', 11_173_962), ('fast', 1_088_888)])
 def test_parameter_counts(arch, expected):
   """10 classes on 32x32x3; the small four sit in the 0.24-0.27 M of the tutorial CNNs."""
   model = models.build(cnn_configs.model_for(arch), num_outputs=10)
   count = _count(model)
   assert count == expected
-  if arch != 'resnet18':
+  if arch in SMALL_ARCHS:
     assert 240_000 <= count <= 270_000
 
 
@@ -81,7 +81,7 @@ def _modes(model):
   return jax.jit(run)
 
 
-@pytest.mark.parametrize('arch', SMALL_ARCHS + ('resnet18',))
+@pytest.mark.parametrize('arch', SMALL_ARCHS + ('resnet18', 'fast'))
 def test_batch_norm_state_changes_in_training_not_in_eval(arch):
   """Training updates every running mean/variance; evaluation reads them and changes nothing.
 
@@ -146,6 +146,10 @@ def test_recipe_configs_validate_against_cifar_and_digits(arch):
     ('googlenet', 'stage_widths', (80, 120, 160), 'multiples of 16'),
     ('densenet', 'compression', 0.0, 'model.compression'),
     ('densenet', 'growth_rate', -4, 'model.growth_rate'),
+    ('fast', 'activation', 'swish', 'model.activation'),
+    ('fast', 'widths', (32, 0, 64), 'model.widths'),
+    ('fast', 'bn_momentum', 1.0, 'model.bn_momentum'),
+    ('fast', 'conv_impl', 'winograd', 'model.conv_impl'),
 ])
 def test_bad_model_fields_are_config_errors(arch, field, value, message):
   config = cnn_configs.model_for(arch)
@@ -157,6 +161,23 @@ def test_bad_model_fields_are_config_errors(arch, field, value, message):
 def test_image_too_small_for_the_stages_is_a_config_error():
   with pytest.raises(errors.ConfigError, match='too small'):
     models.validate(cnn_configs.model_for('resnet18'), example_shape=(4, 4, 3))
+  with pytest.raises(errors.ConfigError, match='too small for 3 groups'):
+    models.validate(cnn_configs.model_for('fast'), example_shape=(8, 8, 1))
+
+
+def test_fast_cnn_evaluation_averages_the_image_and_its_mirror():
+  config = cnn_configs.model_for('fast')
+  config.widths, config.stem_width = (8, 16), 4
+  model = models.build(config, num_outputs=10)
+  variables = host_variables(model, (1, 16, 16, 3))
+  x = jax.random.normal(jax.random.key(2), (3, 16, 16, 3))
+  both = model.apply(variables, x, train=False)
+  one = model.apply(variables, x, train=False, method=model.logits)
+  mirrored = model.apply(variables, x[:, :, ::-1], train=False, method=model.logits)
+  np.testing.assert_allclose(both, (one + mirrored) / 2, rtol=1e-5, atol=1e-6)
+  # A mirrored image gets the same prediction: the average is symmetric.
+  np.testing.assert_allclose(model.apply(variables, x[:, :, ::-1], train=False), both,
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_arch_is_a_config_error():

@@ -262,8 +262,23 @@ def test_soft_targets_give_their_cross_entropy_and_accuracy_uses_label(logits_ba
 def test_cnn_recipes_pass_config_validation(arch):
   config = cnn_configs.get_config(f'arch={arch}')
   validate.check(config)
-  assert config.optimizer == 'momentum' and config.dataset.augment.pad_crop == 4
-  assert config.num_epochs == (200 if arch == 'resnet18' else 180)
+  assert config.optimizer == 'momentum'
+  if arch == 'fast':  # The few-epoch CPU recipe.
+    assert (config.num_epochs, config.dataset.augment.pad_crop, config.nesterov) == (10, 2, True)
+    assert (config.lr_schedule, config.label_smoothing, config.input_mode) == (
+        'linear', 0.2, 'host')
+  else:
+    assert config.dataset.augment.pad_crop == 4 and not config.nesterov
+    assert config.num_epochs == (200 if arch == 'resnet18' else 180)
+
+
+def test_the_fast_cnn_recipe_learns_digits(tmp_path):
+  """configs/cnn.py:arch=fast,tiny=True through the loop: BatchNorm, flip TTA, the CPU kernel."""
+  config = helpers.set_fields(cnn_configs.get_config('arch=fast,tiny=True'),
+                              {'doctor.enabled': False})
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary['status'] == 'finished' and summary['plan']['conv'] == 'im2col_grad'
+  assert summary['test_accuracy'] >= 0.9
 
 
 def test_vit_recipe_batches_carry_soft_targets():
