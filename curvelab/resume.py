@@ -6,6 +6,7 @@ Nothing in the workdir is changed by a refusal, so the saved run stays as it was
 import json
 import pathlib
 
+from curvelab import configdicts
 from curvelab import durations
 from curvelab import errors
 from curvelab import runfiles
@@ -33,8 +34,8 @@ def check_shapes(setup: Setup, workdir: pathlib.Path, checkpointer, example_batc
     saved_config = json.loads(saved_path.read_text())
     fields = workdir_lib.shape_changing_fields(saved_config, setup.config, current_fn)
     if fields in ([], ['model']):  # Not a model field: the data (classes, input shape) changed.
-      flat_saved = workdir_lib.flatten(saved_config)
-      flat_now = workdir_lib.flatten(setup.config.to_dict())
+      flat_saved = configdicts.flatten(saved_config)
+      flat_now = configdicts.flatten(setup.config.to_dict())
       fields = [k for k in sorted(flat_now) if k.startswith('dataset.')
                 and flat_saved.get(k) != flat_now[k]] or fields
   where = ', '.join(fields) if fields else 'the model or data'

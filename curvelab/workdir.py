@@ -10,6 +10,7 @@ import jax
 import ml_collections
 
 from curvelab import errors
+from curvelab.configdicts import flatten
 
 LOCK = '.lock'
 
@@ -71,17 +72,6 @@ class WorkdirLock:
     if self.held:
       self.path.unlink(missing_ok=True)
       self.held = False
-
-
-def flatten(d: dict, prefix: str = '') -> dict:
-  out = {}
-  for k, v in d.items():
-    key = f'{prefix}{k}'
-    if isinstance(v, dict):
-      out.update(flatten(v, key + '.'))
-    else:
-      out[key] = list(v) if isinstance(v, tuple) else v
-  return out
 
 
 def shape_changing_fields(saved: dict, current: ml_collections.ConfigDict, shapes_fn) -> list[str]:

@@ -12,11 +12,12 @@ from typing import Sequence
 
 import numpy as np
 
+from curvelab.configdicts import flatten
 from diagnostics import curves, schema
 from diagnostics import thresholds as T
 from diagnostics.common import describe, num
 from diagnostics.finding import Finding
-from diagnostics.history import History, RunInfo, flatten
+from diagnostics.history import History, RunInfo
 from diagnostics.readers import Run
 
 # Metrics a comparison is made on, first one logged by every run wins.

@@ -8,11 +8,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from curvelab.configdicts import flatten
 from diagnostics import rules, signals
 from diagnostics import thresholds as T
 from diagnostics.common import describe, make, num
 from diagnostics.finding import INFO, Finding, sort_findings
-from diagnostics.history import History, RunInfo, flatten
+from diagnostics.history import History, RunInfo
 
 Rule = Callable[[History, set], "Finding | None"]
 

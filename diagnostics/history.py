@@ -57,20 +57,6 @@ class RunInfo:
   monitor_forced: bool = False
 
 
-def flatten(config: Any, prefix: str = "") -> dict:
-  """Flattens nested dicts to dotted keys: {"model": {"dropout": 0.1}} -> {"model.dropout": 0.1}."""
-  out = {}
-  if not isinstance(config, dict):
-    return out
-  for key, value in config.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, dict):
-      out.update(flatten(value, name + "."))
-    else:
-      out[name] = value
-  return out
-
-
 class History:
   """Rows plus run information, with cached curves for the rules."""
 

@@ -16,15 +16,17 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from curvelab import runfiles
+from curvelab.configdicts import flatten
 from diagnostics import aggregate
 from diagnostics import layouts
 from diagnostics import schema
 from diagnostics.curves import to_float
-from diagnostics.history import flatten
 
-HISTORY = "history.jsonl"
-CONFIG = "config.json"
-SUMMARY = "summary.json"
+# A curvelab workdir's files: names, parser and torn-last-line policy are curvelab/runfiles.py's.
+HISTORY = runfiles.HISTORY
+CONFIG = runfiles.CONFIG
+SUMMARY = runfiles.SUMMARY
 # File names other frameworks write their log under, looked up inside a directory: Lightning
 # (metrics.csv), Keras and fastai (history.csv, log.csv, training.log), Hugging Face
 # (trainer_state.json), YOLOv5 and Ultralytics (results.csv), timm (summary.csv).
@@ -154,26 +156,37 @@ def _log_files_below(root: Path) -> list[Path]:
 
 def _read_json_object(path: Path, notes: list) -> dict:
   """Reads an optional JSON object file; a broken one is noted, not fatal (history still counts)."""
-  if not path.is_file():
-    return {}
   try:
-    data = json.loads(path.read_text())
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    notes.append(f"{path.name} ignored: {e}")
+    data = runfiles.read_json_object(path)
+  except runfiles.RunFileError as e:
+    notes.append(f"{path.name} ignored: it {e.problem}")
     return {}
-  if not isinstance(data, dict):
-    notes.append(f"{path.name} ignored: not a JSON object")
-    return {}
-  return data
+  return data or {}
 
 
 def read_workdir(workdir: Path, label: str) -> Run:
-  """Reads a curvelab workdir: history.jsonl plus optional config.json and summary.json."""
+  """Reads a curvelab workdir: history.jsonl plus optional config.json and summary.json.
+
+  history.jsonl is read by curvelab.runfiles: a torn last line is dropped with a note, any other
+  malformed line is a ReadError.
+  """
   notes: list[str] = []
-  records = _parse_jsonl(_read_text(workdir / HISTORY), str(workdir / HISTORY), notes)
+  path = workdir / HISTORY
+  try:
+    history = runfiles.load_history(workdir)
+  except runfiles.HistoryError as e:
+    raise ReadError(f"{path}: {e.problem}") from None
+  if history.note:
+    notes.append(history.note)
+  records = history.rows
+  if not records and history.torn:
+    raise ReadError(f"{path}: no complete epoch: its only line {history.torn_line} is incomplete "
+                    f"(truncated mid-write: {history.torn_reason})")
+  if not records:
+    raise ReadError(f"{path}: file is empty")
   rows, ignored, _ = canonicalize(records)
   if not rows:
-    raise ReadError(f"{workdir / HISTORY}: no epochs recorded yet")
+    raise ReadError(f"{path}: no epochs recorded yet")
   config = _read_json_object(workdir / CONFIG, notes)
   summary = _read_json_object(workdir / SUMMARY, notes)
   if not config and isinstance(summary.get("config"), dict):
@@ -238,7 +251,12 @@ def _columns_of(records: list[dict]) -> list[str]:
 
 
 def _parse_jsonl(text: str, where: str, notes: list) -> list[dict]:
-  """Parses JSON lines; a broken *last* line is skipped (a run may be writing it right now)."""
+  """Parses other tools' JSON lines; a broken *last* line is skipped (a run may be writing it now).
+
+  curvelab's own history.jsonl goes through runfiles.load_history instead (read_workdir). This
+  lenient reader is for other tools' files: unlike runfiles, it refuses a file whose only line is
+  broken, since nothing then shows that a file of unknown origin is a log at all.
+  """
   lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
   records = []
   for pos, (lineno, line) in enumerate(lines):

@@ -107,9 +107,13 @@ def _load_all(locations: Sequence[RunLocation], without_history: Sequence[RunLoc
   runs, broken = [], []
   for location in locations:
     try:
-      runs.append(load_run(location))
+      run = load_run(location)
     except RunLoadError as e:
       broken.append(BrokenRun(location, str(e)))
+      continue
+    runs.append(run)
+    for message in run.notes:  # The run is reported, and the reader says what it dropped.
+      note(f"{run.workdir}: {message}")
   for location in without_history:
     reason = "no history.jsonl (no finished epoch, or the run failed before its first)"
     sweep_error = sweep_error_line(location.workdir)

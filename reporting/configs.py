@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+# The one flatten (curvelab/configdicts.py); reporting.doctor and reporting.seeds use it from here.
+from curvelab.configdicts import flatten
+
 # Fields that differ between runs without being an experimental factor: seeds are what a
 # row averages over, and directories/paths only say where files went.
 _IGNORED_NAMES = frozenset({"seed", "workdir", "work_dir", "output_dir", "log_dir"})
@@ -15,21 +18,6 @@ _FACTORS_NAMED_LIKE_PATHS = frozenset({"drop_path", "drop_path_rate"})
 # these are the names hand-written configs and other tools use.
 RUN_LABEL_KEYS = frozenset({"name", "run_name", "run_label", "label", "experiment_name",
                             "exp_name", "tag", "tags"})
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  """Flattens nested dicts into dotted keys: {"model": {"name": "vit"}} -> {"model.name": "vit"}.
-
-  Lists stay whole leaf values, since a list-valued field is one factor.
-  """
-  flat: dict[str, Any] = {}
-  for key, value in config.items():
-    dotted = f"{prefix}{key}"
-    if isinstance(value, Mapping) and value:
-      flat.update(flatten(value, dotted + "."))
-    else:
-      flat[dotted] = value
-  return flat
 
 
 def is_ignored(key: str) -> bool:

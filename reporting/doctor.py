@@ -11,10 +11,10 @@ import inspect
 import json
 from typing import Any
 
+from curvelab.runfiles import DIAGNOSIS
 from reporting.configs import flatten
 from reporting.runs import RunData
 
-DIAGNOSIS = "diagnosis.json"
 _FIELDS = ("id", "severity", "epochs", "evidence", "recommendations")
 
 

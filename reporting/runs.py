@@ -3,21 +3,19 @@
 A run is a directory holding `history.jsonl`; `config.json` and `summary.json` are optional
 so that logs from unfinished runs or from other frameworks still load. Anything unreadable is
 returned as a BrokenRun with a one-line reason instead of raising, so one bad run never
-prevents a report on the others.
+prevents a report on the others. The files are named and parsed by curvelab/runfiles.py, whose
+policy for a torn last line of `history.jsonl` (dropped, with a note) the report follows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Iterable
 
-HISTORY = "history.jsonl"
-CONFIG = "config.json"
-SUMMARY = "summary.json"
-SWEEP_ERROR = "sweep_error.txt"
+from curvelab import runfiles
+from curvelab.runfiles import CONFIG, HISTORY, SUMMARY, SWEEP_ERROR
 
 # Sweeps lay out several seeds of one experiment as NAME/seed_K (see sweeps/).
 _SEED_DIR = re.compile(r"^seed_(\d+)$")
@@ -53,6 +51,7 @@ class RunData:
     summary: summary.json contents, or None for unfinished runs.
     config_source: the file `config` was read from: CONFIG, SUMMARY (its "config" entry) or
       "" when neither holds one.
+    notes: one line each about how the files were read (a torn last history line dropped).
   """
 
   location: RunLocation
@@ -60,6 +59,7 @@ class RunData:
   history: list[dict]
   summary: dict | None
   config_source: str = ""
+  notes: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def workdir(self) -> Path:
@@ -221,56 +221,55 @@ def load_run(location: RunLocation) -> RunData:
     location: where the run lives.
 
   Returns:
-    The RunData.
+    The RunData; its notes say when a torn last history line was dropped.
 
   Raises:
-    RunLoadError: the history is missing, empty or malformed, or config.json/summary.json
-      exist but are not valid JSON objects.
+    RunLoadError: the history is missing, has no complete row or is malformed, or
+      config.json/summary.json exist but are not valid JSON objects.
   """
   workdir = location.workdir
-  history = read_history(workdir / HISTORY)
+  history, notes = read_history(workdir)
   summary = _read_json_object(workdir / SUMMARY)
   config, source = _read_json_object(workdir / CONFIG), CONFIG
   if config is None:
     # Runs without config.json may still carry their config in the summary.
     has_copy = bool(summary) and isinstance(summary.get("config"), dict)
     config, source = (summary["config"], SUMMARY) if has_copy else ({}, "")
-  return RunData(location, config, history, summary, source)
+  return RunData(location, config, history, summary, source, notes)
 
 
-def read_history(path: Path) -> list[dict]:
-  """Parses history.jsonl strictly: one JSON object per line, each with an `epoch`.
+def read_history(workdir: Path) -> tuple[list[dict], list[str]]:
+  """Reads WORKDIR/history.jsonl with runfiles.load_history; each row must also have an `epoch`.
 
-  Blank lines are ignored. A last line that is not valid JSON is reported as truncation
-  (the usual result of a run killed mid-write).
+  Blank lines are ignored and a torn last line (the usual result of a run killed mid-write) is
+  dropped with a note, as runfiles' policy says; the report's tables and figures are indexed by
+  epoch, hence the `epoch` check, which runfiles leaves to its callers.
+
+  Args:
+    workdir: the run directory.
+
+  Returns:
+    (rows, notes): notes holds runfiles' line about a dropped torn line, if one was dropped.
 
   Raises:
-    RunLoadError: missing, empty or malformed file.
+    RunLoadError: missing or unreadable file, no complete row, a malformed line that is not a torn
+      last line, or a row without `epoch`.
   """
-  if not path.is_file():
+  if not (workdir / HISTORY).is_file():
     raise RunLoadError(f"no {HISTORY} (no finished epoch, or the run failed before its first)")
   try:
-    text = path.read_text()
-  except (OSError, UnicodeDecodeError) as e:
-    raise RunLoadError(f"cannot read {HISTORY}: {e}") from e
-  lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-  if not lines:
+    history = runfiles.load_history(workdir)
+  except runfiles.HistoryError as e:
+    raise RunLoadError(f"{HISTORY} {e.problem}") from e
+  if not history.rows:
+    if history.torn:
+      raise RunLoadError(f"{HISTORY} has no complete row: its only line {history.torn_line} is "
+                         f"incomplete (truncated mid-write: {history.torn_reason})")
     raise RunLoadError(f"{HISTORY} is empty")
-  rows = []
-  for index, (number, line) in enumerate(lines):
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError as e:
-      if index == len(lines) - 1:
-        raise RunLoadError(
-            f"{HISTORY} is truncated: last line {number} is not valid JSON ({e.msg})") from e
-      raise RunLoadError(f"{HISTORY} line {number} is not valid JSON ({e.msg})") from e
-    if not isinstance(row, dict):
-      raise RunLoadError(f"{HISTORY} line {number} is a JSON {type(row).__name__}, not an object")
+  for number, row in enumerate(history.rows, start=1):
     if "epoch" not in row:
-      raise RunLoadError(f"{HISTORY} line {number} has no 'epoch' key")
-    rows.append(row)
-  return rows
+      raise RunLoadError(f"{HISTORY} row {number} has no 'epoch' key")
+  return history.rows, [history.note] if history.note else []
 
 
 def _read_json_object(path: Path) -> dict | None:
@@ -279,15 +278,10 @@ def _read_json_object(path: Path) -> dict | None:
   Raises:
     RunLoadError: the file exists but is not a JSON object.
   """
-  if not path.is_file():
-    return None
   try:
-    value = json.loads(path.read_text())
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise RunLoadError(f"{path.name} is not valid JSON ({e})") from e
-  if not isinstance(value, dict):
-    raise RunLoadError(f"{path.name} holds a JSON {type(value).__name__}, not an object")
-  return value
+    return runfiles.read_json_object(path)
+  except runfiles.RunFileError as e:
+    raise RunLoadError(f"{path.name} {e.problem}") from e
 
 
 def sweep_error_line(workdir: Path) -> str | None:

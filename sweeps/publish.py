@@ -19,9 +19,10 @@ import platform
 import shutil
 import sys
 
+from curvelab import runfiles
 from sweeps import runner
 
-RUN_FILES = ("config.json", "history.jsonl", "summary.json")
+RUN_FILES = (runfiles.CONFIG, runfiles.HISTORY, runfiles.SUMMARY)
 
 
 def _processor() -> str:
@@ -62,7 +63,7 @@ def publish_run(workdir: pathlib.Path, dest: pathlib.Path, *, command: str, comm
   dest.mkdir(parents=True, exist_ok=True)
   for name in RUN_FILES:
     shutil.copy2(workdir / name, dest / name)
-  summary = json.loads((workdir / "summary.json").read_text())
+  summary = json.loads((workdir / runfiles.SUMMARY).read_text())
   (dest / "RUN.md").write_text(
       f"device: {device_of(summary)}\ncommand: {command}\ncommit: {commit}\ndate: {date}\n"
       "files: copied unchanged from the run's workdir by sweeps/publish.py\n")
@@ -83,7 +84,7 @@ def publish(root: str, dest: str, *, allow_modified: bool = False) -> list[pathl
   written = []
   for key, record in sorted(runs.items()):
     workdir = pathlib.Path(record["workdir"])
-    if record.get("state") != "finished" or not (workdir / "summary.json").is_file():
+    if record.get("state") != "finished" or not (workdir / runfiles.SUMMARY).is_file():
       continue
     commit = record.get("commit") or "not recorded by the sweep"
     if commit.endswith("+modified") and not allow_modified:

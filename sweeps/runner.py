@@ -18,17 +18,19 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from curvelab import runfiles
 from sweeps.experiments import Run
 from sweeps.overrides import format_value, merge
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRAIN_SCRIPT = REPO / "train.py"
 STATUS_FILE = "sweep_status.json"
-ERROR_FILE = "sweep_error.txt"
+# The run's own files and the failure note the report reads are named in curvelab/runfiles.py.
+ERROR_FILE = runfiles.SWEEP_ERROR
 STDOUT_LOG = "sweep_stdout.log"
 STDERR_LOG = "sweep_stderr.log"
-SUMMARY = "summary.json"
-HISTORY = "history.jsonl"
+SUMMARY = runfiles.SUMMARY
+HISTORY = runfiles.HISTORY
 STDERR_TAIL_LINES = 20
 _POLL_S = 0.05
 
