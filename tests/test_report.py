@@ -299,6 +299,10 @@ def test_broken_runs_are_listed_and_report_still_written(tmp_path, capsys):
   write_run(truncated, {"seed": 0}, lm_rows())
   with open(truncated / "history.jsonl", "a") as f:
     f.write('{"epoch": 4, "train_lo')  # Killed mid-write.
+  damaged = root / "lm_damaged"
+  write_run(damaged, {"seed": 0}, lm_rows())
+  lines = (damaged / "history.jsonl").read_text().splitlines()
+  (damaged / "history.jsonl").write_text("\n".join([lines[0], '{"epoch": 2, "tra'] + lines[2:]))
   empty = root / "lm_empty"
   empty.mkdir()
   (empty / "history.jsonl").write_text("")
@@ -308,15 +312,23 @@ def test_broken_runs_are_listed_and_report_still_written(tmp_path, capsys):
                       f"--out={out}", "--no_doctor"])
   assert code == 0
   err = capsys.readouterr().err.splitlines()
-  assert any("lm_truncated" in l and "truncated" in l and "line 4" in l for l in err)
+  # A torn last line is dropped with a note (curvelab/runfiles.py's policy): the run is reported
+  # from its three complete epochs. A broken line before the last leaves the run out.
+  torn = [l for l in err if "lm_truncated" in l]
+  assert len(torn) == 1 and "line 4" in torn[0] and "incomplete" in torn[0]
+  assert "dropped" in torn[0] and "left out" not in torn[0]
+  assert any("left out" in l and "lm_damaged" in l and "line 2 is not valid JSON" in l
+             for l in err)
   assert any("lm_empty" in l and "history.jsonl is empty" in l for l in err)
   assert any("no such directory" in l and "missing" in l for l in err)
   assert any("no run found under" in l and "nothing_here" in l for l in err)
-  assert set(read_csv(out / "table.csv")) == {"lm_l1", "lm_l2"}
+  assert set(read_csv(out / "table.csv")) == {"lm_l1", "lm_l2", "lm_truncated"}
   md = (out / "table.md").read_text()
-  assert "Not in this table" in md and "lm_truncated" in md and "lm_empty" in md
+  assert "Not in this table" in md and "lm_damaged" in md and "lm_empty" in md
+  assert "lm_truncated" in md and "truncated mid-write" in md
   page = (out / "report.html").read_text()
-  assert "lm_truncated" in page and "is truncated" in page and "lm_empty" in page
+  assert "lm_damaged" in page and "lm_empty" in page
+  assert "lm_truncated" in page and "truncated mid-write" in page
 
 
 def test_unknown_metric_gives_one_line_and_falls_back(tmp_path, capsys):
