@@ -31,6 +31,7 @@ def resnet_model(*, preact: bool = False) -> ml_collections.ConfigDict:
   m.stage_widths = (16, 32, 64)  # Channels of each stage (the stem has the first).
   m.blocks_per_stage = (3, 3, 3)  # Basic blocks per stage; stages after the first halve the image.
   m.shortcut = 'pad'  # pad: parameter-free (subsample + zero channels) | projection: 1x1 conv.
+  m.conv_impl = 'auto'  # models/conv.py: auto (by backend) | xla | im2col_grad.
   return m
 
 

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import conv as conv_lib
 from models import check_positive_ints
 from models import register
 
@@ -36,16 +37,18 @@ CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 # --------------------------------------------------------------------------------- shared pieces
 
 def conv(features: int, kernel: int, *, strides: int = 1, dtype=jnp.float32,
-         name: str | None = None) -> nn.Conv:
+         name: str | None = None, conv_impl: str = 'auto') -> nn.Conv:
   """A bias-free convolution (a BatchNorm follows) with PyTorch-style symmetric padding.
 
   Symmetric ``kernel // 2`` padding rather than 'SAME' keeps stride-2 outputs aligned the way the
   CIFAR networks were designed (with 'SAME' XLA pads only the bottom/right for even inputs).
+  ``conv_impl`` is models/conv.py's implementation ('auto': the CPU kernel gradient on CPUs).
   """
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                  padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=CONV_INIT,
-                 dtype=dtype, name=name)
+                 dtype=dtype, name=name,
+                 conv_general_dilated=conv_lib.make_conv_general_dilated(conv_impl))
 
 
 def batch_norm(*, train: bool, dtype=jnp.float32, name: str | None = None) -> nn.BatchNorm:
@@ -65,10 +68,12 @@ class ConvBN(nn.Module):
   kernel: int = 3
   strides: int = 1
   dtype: jnp.dtype = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    x = conv(self.features, self.kernel, strides=self.strides, dtype=self.dtype, name='conv')(x)
+    x = conv(self.features, self.kernel, strides=self.strides, dtype=self.dtype, name='conv',
+             conv_impl=self.conv_impl)(x)
     return nn.relu(batch_norm(train=train, dtype=self.dtype, name='bn')(x))
 
 
@@ -101,12 +106,15 @@ class BasicBlock(nn.Module):
   strides: int = 1
   shortcut: str = 'pad'
   dtype: jnp.dtype = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, name='conv1')(x)
+    y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, name='conv1',
+             conv_impl=self.conv_impl)(x)
     y = nn.relu(batch_norm(train=train, dtype=self.dtype, name='bn1')(y))
-    y = conv(self.features, 3, dtype=self.dtype, name='conv2')(y)
+    y = conv(self.features, 3, dtype=self.dtype, name='conv2',
+             conv_impl=self.conv_impl)(y)
     y = batch_norm(train=train, dtype=self.dtype, name='bn2')(y)
     return nn.relu(y + self._shortcut(x, train=train))
 
@@ -115,7 +123,8 @@ class BasicBlock(nn.Module):
       return x
     if self.shortcut == 'pad':
       return pad_shortcut(x, features=self.features, strides=self.strides)
-    x = conv(self.features, 1, strides=self.strides, dtype=self.dtype, name='proj_conv')(x)
+    x = conv(self.features, 1, strides=self.strides, dtype=self.dtype, name='proj_conv',
+             conv_impl=self.conv_impl)(x)
     return batch_norm(train=train, dtype=self.dtype, name='proj_bn')(x)
 
 
@@ -125,13 +134,16 @@ class PreActBlock(nn.Module):
   strides: int = 1
   shortcut: str = 'pad'
   dtype: jnp.dtype = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     pre = nn.relu(batch_norm(train=train, dtype=self.dtype, name='bn1')(x))
-    y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, name='conv1')(pre)
+    y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, name='conv1',
+             conv_impl=self.conv_impl)(pre)
     y = nn.relu(batch_norm(train=train, dtype=self.dtype, name='bn2')(y))
-    y = conv(self.features, 3, dtype=self.dtype, name='conv2')(y)
+    y = conv(self.features, 3, dtype=self.dtype, name='conv2',
+             conv_impl=self.conv_impl)(y)
     return y + self._shortcut(x, pre)
 
   def _shortcut(self, x, pre):
@@ -140,7 +152,8 @@ class PreActBlock(nn.Module):
     if self.shortcut == 'pad':
       return pad_shortcut(x, features=self.features, strides=self.strides)
     # A projection reads the pre-activated input, as in He et al.'s pre-activation ResNets.
-    return conv(self.features, 1, strides=self.strides, dtype=self.dtype, name='proj_conv')(pre)
+    return conv(self.features, 1, strides=self.strides, dtype=self.dtype, name='proj_conv',
+             conv_impl=self.conv_impl)(pre)
 
 
 class ResNet(nn.Module):
@@ -153,6 +166,7 @@ class ResNet(nn.Module):
     preact: pre-activation blocks (BN-ReLU before each conv, a final BN-ReLU before pooling).
     shortcut: ``pad`` (parameter-free, He et al.'s CIFAR option A) or ``projection`` (1x1 conv).
     dtype: compute dtype; parameters and BatchNorm statistics stay float32.
+    conv_impl: models/conv.py's implementation of every convolution (``auto``: by backend).
   """
   num_classes: int
   stage_widths: Sequence[int] = (16, 32, 64)
@@ -160,20 +174,22 @@ class ResNet(nn.Module):
   preact: bool = False
   shortcut: str = 'pad'
   dtype: jnp.dtype = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, inputs, *, train: bool):
     x = inputs.astype(self.dtype)
     if self.preact:  # The first block's BN-ReLU activates the stem's output.
-      x = conv(self.stage_widths[0], 3, dtype=self.dtype, name='stem')(x)
+      x = conv(self.stage_widths[0], 3, dtype=self.dtype, name='stem', conv_impl=self.conv_impl)(x)
     else:
-      x = ConvBN(self.stage_widths[0], dtype=self.dtype, name='stem')(x, train=train)
+      x = ConvBN(self.stage_widths[0], dtype=self.dtype, conv_impl=self.conv_impl,
+                 name='stem')(x, train=train)
     block = PreActBlock if self.preact else BasicBlock
     for s, (width, count) in enumerate(zip(self.stage_widths, self.blocks_per_stage)):
       for b in range(count):
         strides = 2 if s > 0 and b == 0 else 1
         x = block(width, strides=strides, shortcut=self.shortcut, dtype=self.dtype,
-                  name=f'stage{s + 1}_block{b}')(x, train=train)
+                  conv_impl=self.conv_impl, name=f'stage{s + 1}_block{b}')(x, train=train)
     if self.preact:
       x = nn.relu(batch_norm(train=train, dtype=self.dtype, name='final_bn')(x))
     return Head(self.num_classes, dtype=self.dtype, name='head')(x)
@@ -210,6 +226,9 @@ def validate_resnet(model_config, *, example_shape: tuple | None = None) -> None
   if model_config.shortcut == 'pad' and any(b < a for a, b in zip(widths, widths[1:])):
     raise errors.ConfigError(f'model.shortcut=pad needs non-decreasing model.stage_widths, got '
                              f'{widths}; use shortcut=projection.')
+  if model_config.get('conv_impl', 'auto') not in conv_lib.IMPLEMENTATIONS:
+    raise errors.ConfigError(f'model.conv_impl={model_config.conv_impl!r} is unknown; allowed: '
+                             f'{", ".join(conv_lib.IMPLEMENTATIONS)}.')
   check_image_size(example_shape, stages=len(widths), name=model_config.name)
 
 
@@ -217,7 +236,8 @@ def _build_resnet(model_config, *, num_outputs: int, dtype: str, preact: bool) -
   validate_resnet(model_config)
   return ResNet(num_classes=num_outputs, stage_widths=tuple(model_config.stage_widths),
                 blocks_per_stage=tuple(model_config.blocks_per_stage), preact=preact,
-                shortcut=model_config.shortcut, dtype=jnp.dtype(dtype))
+                shortcut=model_config.shortcut, dtype=jnp.dtype(dtype),
+                conv_impl=model_config.get('conv_impl', 'auto'))
 
 
 @register('resnet', validator=validate_resnet)
