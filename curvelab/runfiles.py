@@ -1,4 +1,4 @@
-"""The files a run writes into its workdir (see docs/run_files.md): their names, writers and readers.
+"""The files a run writes into its workdir (docs/run_files.md): their names, writers and readers.
 
 ``config.json``, ``history.jsonl`` (one JSON object per epoch) and ``summary.json``; the doctor adds
 ``diagnosis.json`` and a sweep ``sweep_error.txt``. This module is the one place that names them and
