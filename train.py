@@ -133,7 +133,8 @@ def _start(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Ex
            jax.devices()[0].device_kind)
   log.info('%s', plan.line())
   position = epoch_end.restore(checkpointer, initial, steps['empty_train'])
-  history = [r for r in runfiles.read_history(workdir) if r.get('epoch', 0) <= position.meta['epoch']]
+  history = [r for r in runfiles.read_history(workdir)
+             if r.get('epoch', 0) <= position.meta['epoch']]
   runfiles.write_history(workdir, history)
   runfiles.write_json(workdir / runfiles.CONFIG, config.to_dict())
   writer = writers.create(config.metric_writer, str(workdir), is_writer=runfiles.is_writer())

@@ -5,6 +5,7 @@ the core tests pass it to the child processes they start. The many tiny runs of 
 compile the same steps, and a cache hit replaces ~10 s of compilation; it changes no result.
 """
 
+import concurrent.futures
 import pathlib
 import sys
 
@@ -53,6 +54,24 @@ def early_children(request, tmp_path_factory):
   yield children
   for _, child in children.values():
     child.kill()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def early_storm(request, tmp_path_factory):
+  """``(workdir, future of fault_runs.kill_storm)``, started with the session when test_faults runs.
+
+  The storm's twenty children run one after another in a thread, beside the in-process tests;
+  ``concurrent.futures`` hands its result (which kills landed) to the test that checks it.
+  """
+  selected = {item.module.__name__.rsplit('.', 1)[-1] for item in request.session.items}
+  if 'test_faults' not in selected or not any(
+      'kill_nines' in item.name for item in request.session.items):
+    yield None
+    return
+  from tests import fault_runs  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('kill_storm')
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    yield workdir, pool.submit(fault_runs.kill_storm, workdir)
 
 
 @pytest.fixture(scope='session')

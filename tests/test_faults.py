@@ -5,8 +5,6 @@ processes on one workdir. All offline on CPU; a run never loses its history or i
 import concurrent.futures
 import errno
 import pathlib
-import random
-import re
 import shutil
 import signal
 import subprocess
@@ -18,22 +16,19 @@ import pytest
 
 from curvelab import errors
 from curvelab import sharding
+from tests import fault_runs
 from tests import helpers
 import train
 
-EPOCHS = 4
-# The fault runs: 256 digits, batch 32 -> 8 steps/epoch; TensorFlow-free writer for fast starts.
-FAULT_FIELDS = {'metric_writer': 'events', 'checkpoint_keep_latest': 2}
-FAULT_CLI = helpers.TINY_CLI + [f'--config.{k}={v}' for k, v in FAULT_FIELDS.items()]
+EPOCHS = fault_runs.EPOCHS
+FAULT_FIELDS = fault_runs.FAULT_FIELDS
+FAULT_CLI = fault_runs.FAULT_CLI
+_command = fault_runs.command
+_PROGRESS = fault_runs.PROGRESS
 
 
 def _config(**fields):
   return helpers.tiny_config(**{**FAULT_FIELDS, **fields})
-
-
-def _command(workdir, epochs=EPOCHS, *extra):
-  return helpers.cli_command('train.py', *FAULT_CLI, f'--config.num_epochs={epochs}',
-                             f'--workdir={workdir}', *extra)
 
 
 def _start(workdir, epochs=EPOCHS, *extra):
@@ -75,38 +70,6 @@ def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, tmp_path_factory,
     done = done.wait(timeout=240)
   assert done.returncode == 0, done.stderr[-2000:]
   assert helpers.without_timing(helpers.read_history(tmp_path)) == reference
-
-
-# A progress line of the child (train.py's ``Progress.report``): 'epoch 2 step 13/32  loss ...'.
-_PROGRESS = re.compile(r'epoch \d+ step (\d+)/(\d+)')
-
-
-def _kill_at_step(workdir, target: int) -> tuple[int | None, int]:
-  """Starts the fault run, SIGKILLs it as soon as it reports global step ``target``.
-
-  The kill is triggered by the child's own progress line, not by a sleep, so it lands at the same
-  point of the run on any machine, with a cold or a warm compilation cache. The child has printed
-  the line just before, so it is in training: in the next step, or, for an epoch's last step, in
-  that epoch's evaluation, history write or checkpoint save.
-
-  Returns:
-    (the step the child reported before the kill, or None when it never reached ``target``;
-    the child's exit status: ``-SIGKILL`` when the kill ended it).
-  """
-  proc = subprocess.Popen(_command(workdir, EPOCHS, '--config.log_every_steps=1'),
-                          cwd=helpers.REPO, env=helpers.child_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-  reached = None
-  try:
-    for line in proc.stdout:
-      match = _PROGRESS.search(line)
-      if match and int(match.group(1)) >= target:
-        reached = int(match.group(1))
-        break
-  finally:
-    proc.kill()
-    proc.communicate()
-  return reached, proc.returncode
 
 
 def _sigterm_on(workdir, marker: str) -> tuple[int, str]:
@@ -157,30 +120,22 @@ def test_sigterm_at_any_phase_exits_0_and_the_same_command_finishes(tmp_path, re
     assert helpers.read_json(tmp_path / phase / 'summary.json')['status'] == 'finished', phase
 
 
-def test_twenty_kill_nines_then_resume_equals_uninterrupted(tmp_path, reference):
+def test_twenty_kill_nines_then_resume_equals_uninterrupted(early_storm, reference):
   """20 SIGKILLs at random steps of the run, each triggered by the child's progress lines; then
   the same command to completion reproduces the uninterrupted history.
 
-  Each child resumes from the newest committed checkpoint (an epoch end) and is killed when it
-  reports a step drawn from the next 1-12 steps: mid-epoch, or just after an epoch's last step
-  (during its evaluation or checkpoint save), or early in the next epoch. Targets stop two steps
-  short of the end, so no child can finish: every kill lands while the run trains.
+  The storm itself (tests/fault_runs.py: kill_storm) started with the session, beside the other
+  tests; this collects it, checks that the kills hit training, and resumes the run.
   """
-  total = EPOCHS * 8
-  rng = random.Random(0)
-  landed = []
-  for _ in range(20):
-    resume = max(helpers.checkpoint_steps(tmp_path), default=0)
-    target = rng.randint(min(resume + 1, total - 2), min(resume + 12, total - 2))
-    reached, returncode = _kill_at_step(tmp_path, target)
-    landed.append(reached is not None and returncode == -signal.SIGKILL)
+  workdir, storm = early_storm
+  landed = storm.result(timeout=1800)
   assert sum(landed) >= 15, landed  # The kills hit training, not start-up or a crash.
-  assert max(helpers.checkpoint_steps(tmp_path)) >= 8  # Epoch ends were crossed and saved.
+  assert max(helpers.checkpoint_steps(workdir)) >= 8  # Epoch ends were crossed and saved.
   done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
-                         f'--workdir={tmp_path}')
+                         f'--workdir={workdir}')
   assert done.returncode == 0, done.stderr[-2000:]
-  assert helpers.without_timing(helpers.read_history(tmp_path)) == reference
-  assert not list((tmp_path / 'checkpoints').glob('*orbax-checkpoint-tmp*'))
+  assert helpers.without_timing(helpers.read_history(workdir)) == reference
+  assert not list((workdir / 'checkpoints').glob('*orbax-checkpoint-tmp*'))
 
 
 def _damage_newest(workdir) -> int:
