@@ -37,6 +37,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--published", default=None, metavar="FILE",
                       help="a study's published numbers to show beside matching rows, e.g. "
                       "experiments/reference_published.py (default: none)")
+  parser.add_argument("--set", default=None, metavar="NAME", dest="set_label",
+                      help="report the runs of all DIRs as one set called NAME: one table and "
+                      "overlays over epochs and wall-clock time (default: one set per DIR)")
   return parser.parse_args(argv)
 
 
@@ -52,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(f"report: --published: {e}", file=sys.stderr)
       return 2
   result = build_report(args.dirs, args.out, metric=args.metric, run_doctor=not args.no_doctor,
-                        published=published)
+                        published=published, set_label=args.set_label)
   if not result.ok:
     return 1
   print(f"report: {len(result.runs)} runs in {len(result.tables)} tables -> "

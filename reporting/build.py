@@ -51,7 +51,8 @@ class ReportResult:
 
 def build_report(paths: Iterable[str | Path], out_dir: str | Path, metric: str | None = None,
                  warn: Warn = warn_stderr, run_doctor: bool = True,
-                 published: Published | None = None) -> ReportResult:
+                 published: Published | None = None,
+                 set_label: str | None = None) -> ReportResult:
   """Reads all runs under `paths` and writes the report into `out_dir`.
 
   Unreadable paths and runs produce one warning line each and are listed in the report; the
@@ -66,6 +67,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path, metric: str |
     run_doctor: whether to include the doctor's findings in the html.
     published: a study's numbers (published.load_published) to show beside the rows whose
       config matches one of its entries; None for none.
+    set_label: report the runs of all `paths` as one set of this name (runs.discover).
 
   Returns:
     The ReportResult.
@@ -78,7 +80,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path, metric: str |
     messages.append(message)
     warn(message)
 
-  locations, without_history, path_messages = discover(paths)
+  locations, without_history, path_messages = discover(paths, set_label)
   for message in path_messages:
     note(message)
   runs, broken = _load_all(locations, without_history, note)

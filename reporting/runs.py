@@ -106,7 +106,8 @@ class RunLoadError(Exception):
   """Raised by load_run with a one-line reason naming the file at fault."""
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[RunLocation], list[RunLocation], list[str]]:
+def discover(paths: Iterable[str | Path], set_label: str | None = None,
+             ) -> tuple[list[RunLocation], list[RunLocation], list[str]]:
   """Finds run workdirs under the given paths.
 
   A path may be a run workdir, a sweep root or any directory above runs; runs are found by
@@ -116,6 +117,9 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[RunLocation], list[RunLo
 
   Args:
     paths: directories given by the user.
+    set_label: put the runs of every path into one set of this name (one table, one set of
+      overlays), e.g. ViTs and a CNN from two result folders side by side; None: one set per
+      path.
 
   Returns:
     (runs, runs_without_history, messages): messages are one line per unusable path.
@@ -138,7 +142,7 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[RunLocation], list[RunLo
     if not found and not missing:
       messages.append(f"no run found under {raw} (no {HISTORY} anywhere below it)")
       continue
-    group = _group_label(raw, path)
+    group = set_label or _group_label(raw, path)
     for workdir in found:
       if workdir.resolve() not in seen:
         seen.add(workdir.resolve())

@@ -761,3 +761,30 @@ def test_bad_published_file_is_one_line_and_exit_2(tmp_path, capsys, content, ex
   assert len(err) == 1 and err[0].startswith("report: --published: ")
   assert str(path) in err[0] and expected in err[0]
   assert not out.exists()  # Checked before any run is read or file written.
+
+
+# ------------------------------------------------------------------------------- one set
+
+
+def test_set_puts_runs_of_several_folders_in_one_table_and_overlay(tmp_path):
+  """`--set NAME`: ViT rows from one folder and a CNN row from another, side by side."""
+  vit_root, cnn_root = tmp_path / "vit", tmp_path / "cnn"
+  for seed in (0, 1):
+    workdir = vit_root / "exp1_l2_adam" / f"seed_{seed}"
+    write_run(workdir, vit_config("exp1_l2_adam", seed, workdir), classification_rows(seed),
+              {"test_accuracy": 0.6, "best_metric": "val_accuracy", "best_mode": "max"})
+  cnn = cnn_root / "cnn_fast" / "seed_0"
+  write_run(cnn, {"seed": 0, "model": {"name": "fast_cnn"}}, classification_rows(0),
+            {"test_accuracy": 0.87, "best_metric": "val_accuracy", "best_mode": "max"})
+  out = tmp_path / "out"
+  assert report.main([str(vit_root), str(cnn_root), f"--out={out}", "--no_doctor",
+                      "--set=vit_vs_cnn"]) == 0
+  rows = read_csv(out / "table.csv")
+  assert sorted(rows) == ["cnn_fast", "exp1_l2_adam"]
+  figures = sorted(p.name for p in (out / "figures").iterdir())
+  assert figures == ["set1_vit_vs_cnn_accuracy"]  # One set: one overlay over epochs and time.
+  assert (out / "figures" / figures[0] / "overlay_val_accuracy.png").is_file()
+  # Without --set, each folder is its own set.
+  assert report.main([str(vit_root), str(cnn_root), f"--out={tmp_path / 'apart'}",
+                      "--no_doctor"]) == 0
+  assert len(list((tmp_path / "apart" / "figures").iterdir())) == 2
