@@ -182,7 +182,8 @@ def make_tiny(c: ml_collections.ConfigDict, *, arch: str) -> ml_collections.Conf
     c.label_smoothing = 0.0
   else:
     c.model.stage_widths, c.model.blocks_per_stage = (16, 16), (1, 1)
-  c.learning_rate = 0.05
+  # The fast CNN keeps its own peak: its logits are scaled by 1/8, and 0.05 leaves it at 69 %.
+  c.learning_rate = 0.4 if arch == 'fast' else 0.05
   c.warmup_epochs = 0.0
   c.batch_size = 64
   c.num_epochs = 8
