@@ -12,8 +12,8 @@ images, validation ``train[45000:]``, test ``test``) with one change from
 
 The validation-split question (the study's validation examples overlap its training examples) is
 measured on the finished runs' checkpoints with ``eval.py --split='train[:5000]'``: accuracy on
-5,000 training examples the model was fitted on, against ``train[45000:]``, which it never saw
-(results/README.md).
+5,000 training examples the model was fitted on, against ``train[45000:]``, which it never saw.
+Not yet run to the end (results/README.md says what is measured).
 """
 
 from sweeps import Run
