@@ -244,7 +244,7 @@ def _train_step_for(config, batch):
 
 
 def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
-  """train.make_train_step with cpu_microbatch_size loops over cache-sized micro-batches (two side
+  """compiled.make_train_step with cpu_microbatch_size loops over cache-sized micro-batches (two side
   by side in each iteration), and the update is the one of the step without the loop."""
   # SGD: Adam's first update is about lr * sign(g), which float rounding flips where g is ~0.
   config = helpers.tiny_config(concurrent_microbatches=2, optimizer='sgd', learning_rate=0.1)
@@ -254,9 +254,9 @@ def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
     config.cpu_microbatch_size = size
     setup, state, step = _train_step_for(config, batch)
     metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batch)[1])
-    compiled = jax.jit(step).lower(state, batch, metrics).compile()
-    results[size] = (compiled.microbatching(setup, state), ' while(' in compiled.as_text(),
-                     compiled(state, batch, metrics)[0].params)
+    executable = jax.jit(step).lower(state, batch, metrics).compile()
+    results[size] = (compiled.microbatching(setup, state), ' while(' in executable.as_text(),
+                     executable(state, batch, metrics)[0].params)
   # 32 examples: 2 side by side of 16, or 4 in sequence x 2 side by side of 4.
   assert results[0][:2] == ((1, 2), False) and results[4][:2] == ((4, 2), True)
   for a, b in zip(jax.tree.leaves(results[0][2]), jax.tree.leaves(results[4][2])):
