@@ -6,7 +6,7 @@ matrix product of the im2col patches with the output gradient. XLA:CPU lowers th
 gradient of a convolution to a slow generic path: on the development machine's two cores it ran
 at 2.5-10 GFLOP/s for the 3x3 convolutions of CIFAR networks, against 30-90 GFLOP/s for the
 forward pass, so it took three quarters of a training step. The im2col product runs at
-10-30 GFLOP/s on the same shapes (docs/benchmarks.md, ``benchmarks/conv_step.py``).
+10-30 GFLOP/s on the same shapes (docs/recipes.md; ``benchmarks/conv_step.py`` repeats it).
 ``tests/test_conv.py`` checks the two gradients equal to float32 rounding.
 """
 
