@@ -150,10 +150,8 @@ def _start(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Ex
       doctor=epoch_end.make_doctor(setup, num_params, num_train, workdir),
       make_feeder=make_feeder, position=position, history=history, initial=initial,
       empty_train=steps['empty_train'], empty_eval=steps['empty_eval'],
-      eval_step=steps['eval_step'], val_eval=steps['val_eval'],
-      layer_names=steps_lib.layer_names(initial.params))
-  run.feeder = make_feeder(position.data_state)
-  run.advance = steps['advance']
+      eval_step=steps['eval_step'], val_eval=steps['val_eval'], advance=steps['advance'],
+      layer_names=steps_lib.layer_names(initial.params), feeder=make_feeder(position.data_state))
   return run, {'num_params': num_params, 'num_train': num_train, 'compile_s': steps['compile_s'],
                'plan': plan.to_json()}
 

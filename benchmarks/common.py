@@ -13,7 +13,7 @@ import importlib
 import os
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -139,6 +139,32 @@ def time_train_step(name: str, config, batch: dict, *, num_outputs: int, steps: 
                     flops_per_step=c.flops_per_step, compile_s=c.compile_s,
                     peak_memory_bytes=stats.get('peak_bytes_in_use'),
                     baseline_step_s=statistics.median(theirs) if theirs else None)
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+  """Median seconds of ``fn()`` (which must wait for its result) over ``repeats`` calls, after
+  two warm-up calls (compilation, first-call allocations)."""
+  fn()
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def interleaved(compiled: dict, *, steps: int, repeats: int) -> dict:
+  """``{key: [seconds per step, one per round]}``: one repeat of each compiled step in turn.
+
+  The machine's speed drifts by 10 % and more within minutes (other tenants); interleaving the
+  variants puts that drift on every one alike, so their medians compare.
+  """
+  times = {key: [] for key in compiled}
+  for _ in range(repeats):
+    for key, c in compiled.items():
+      times[key].append(run_steps(c, steps=steps))
+  return times
 
 
 def run_steps(c: CompiledStep, *, steps: int, repeats: int = 1) -> float:

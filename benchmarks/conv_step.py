@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import jax
 from jax import lax
@@ -34,13 +33,7 @@ SHAPES = ((256, 32, 16, 16), (256, 16, 32, 32), (256, 15, 32, 128), (256, 7, 128
 
 def _seconds(fn, *args, repeats: int) -> float:
   fn = jax.jit(fn)
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return common.median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats)
 
 
 def shapes_table(repeats: int) -> None:
@@ -76,10 +69,7 @@ def step_table(args) -> None:
     batch, num_outputs = common.make_batch(args, config)
     compiled[impl] = common.compile_train_step(config, batch, num_outputs=num_outputs)
     print(f'  compiled conv_impl={impl}', file=sys.stderr, flush=True)
-  times = {impl: [] for impl in IMPLS}
-  for _ in range(args.repeats):
-    for impl, c in compiled.items():
-      times[impl].append(common.run_steps(c, steps=args.steps))
+  times = common.interleaved(compiled, steps=args.steps, repeats=args.repeats)
   base = statistics.median(times[IMPLS[0]])
   rows = []
   for impl, c in compiled.items():

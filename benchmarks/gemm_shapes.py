@@ -13,11 +13,15 @@ one jitted ``einsum`` against ``torch.einsum`` (which runs ``bmm``). Run it unde
 """
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import jax
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # (name, lhs shape, rhs shape, lhs contracting dim, rhs contracting dim); M = rows.
 SHAPES = [
@@ -37,15 +41,6 @@ BATCHED = [
 ]
 
 
-def _median_seconds(fn, repeats: int) -> float:
-  fn()
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main() -> None:
@@ -69,12 +64,12 @@ def main() -> None:
     flops = 2 * lhs_shape[1 - lc] * lhs_shape[lc] * rhs_shape[1 - rc]
     dot = jax.jit(lambda x, y, lc=lc, rc=rc: jax.lax.dot_general(x, y, (((lc,), (rc,)), ((), ()))))
     ja, jb = jax.device_put(a), jax.device_put(b)
-    jax_s = _median_seconds(lambda: dot(ja, jb).block_until_ready(), args.repeats)
+    jax_s = common.median_seconds(lambda: dot(ja, jb).block_until_ready(), args.repeats)
     row = f'{name} {lhs_shape} x {rhs_shape} | {flops / jax_s / 1e9:.1f}'
     if torch is not None:
       ta = torch.from_numpy(a) if lc == 1 else torch.from_numpy(a).t()
       tb = torch.from_numpy(b) if rc == 0 else torch.from_numpy(b).t()
-      torch_s = _median_seconds(lambda: torch.mm(ta, tb), args.repeats)
+      torch_s = common.median_seconds(lambda: torch.mm(ta, tb), args.repeats)
       row += f' | {flops / torch_s / 1e9:.1f}'
     print(row)
   for name, spec, lhs_shape, rhs_shape in BATCHED:
@@ -86,11 +81,11 @@ def main() -> None:
     flops = 2 * int(np.prod(list(sizes.values())))
     product = jax.jit(lambda x, y, spec=spec: jax.numpy.einsum(spec, x, y))
     ja, jb = jax.device_put(a), jax.device_put(b)
-    jax_s = _median_seconds(lambda: product(ja, jb).block_until_ready(), args.repeats)
+    jax_s = common.median_seconds(lambda: product(ja, jb).block_until_ready(), args.repeats)
     row = f'{name} {lhs_shape} x {rhs_shape} | {flops / jax_s / 1e9:.1f}'
     if torch is not None:
       ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-      torch_s = _median_seconds(lambda: torch.einsum(spec, ta, tb), args.repeats)
+      torch_s = common.median_seconds(lambda: torch.einsum(spec, ta, tb), args.repeats)
       row += f' | {flops / torch_s / 1e9:.1f}'
     print(row)
 

@@ -56,10 +56,7 @@ def main() -> None:
     compiled[size] = common.compile_train_step(config, batch, num_outputs=num_outputs,
                                                attention_impl=args.attention)
     print(f'  compiled size {size}', file=sys.stderr, flush=True)
-  times = {size: [] for size in sizes}
-  for _ in range(args.repeats):
-    for size, c in compiled.items():
-      times[size].append(common.run_steps(c, steps=args.steps))
+  times = common.interleaved(compiled, steps=args.steps, repeats=args.repeats)
   base = statistics.median(times[sizes[0]])
   rows = []
   for size, c in compiled.items():

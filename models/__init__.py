@@ -44,6 +44,33 @@ def check_init(model_config) -> str:
   return value
 
 
+def choose_by_backend(implementation: str, allowed: tuple[str, ...], *, what: str, cpu: str,
+                      accelerator: str, backend: str | None = None) -> str:
+  """The kernel ``implementation`` stands for: itself, or for ``'auto'`` the backend's default.
+
+  Every backend-specific kernel (models/attention.py, models/conv.py) chooses this way, and
+  curvelab/plan.py asks each once per run.
+
+  Args:
+    implementation: one of ``allowed`` (which holds ``'auto'``).
+    allowed: the kernel's implementations.
+    what: the kernel's name, for the error message.
+    cpu: the ``'auto'`` choice on CPUs.
+    accelerator: the ``'auto'`` choice on GPUs and TPUs.
+    backend: 'cpu', 'gpu' or 'tpu'; default: JAX's default backend.
+
+  Raises:
+    ValueError: naming the kernel, the value and the allowed ones.
+  """
+  if implementation not in allowed:
+    raise ValueError(f'{what} implementation {implementation!r}: choose from '
+                     f'{", ".join(allowed)}')
+  if implementation != 'auto':
+    return implementation
+  import jax  # pylint: disable=g-import-not-at-top
+  return cpu if (backend or jax.default_backend()) == 'cpu' else accelerator
+
+
 def check_positive_ints(model_config, field: str) -> tuple[int, ...]:
   """``model.<field>`` (an int, or a non-empty tuple of ints) as a tuple of positive ints.
 

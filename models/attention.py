@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import models
+
 # Chunks of heads on CPUs. On the 2-core development machine two made the ViT step faster than
 # one or four (docs/benchmarks.md).
 CPU_CHUNKS = 2
@@ -44,12 +46,8 @@ def implementation(name: str):
 
 def choose(implementation: str, backend: str | None = None) -> str:
   """The implementation ``implementation`` stands for on ``backend`` (default: JAX's default)."""
-  if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f'attention implementation {implementation!r}: choose from '
-                     f'{", ".join(IMPLEMENTATIONS)}')
-  if implementation != 'auto':
-    return implementation
-  return 'head_major' if (backend or jax.default_backend()) == 'cpu' else 'xla'
+  return models.choose_by_backend(implementation, IMPLEMENTATIONS, what='attention',
+                                  cpu='head_major', accelerator='xla', backend=backend)
 
 
 def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,

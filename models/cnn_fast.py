@@ -19,6 +19,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from curvelab import errors
 from models import cnn
 from models import conv as conv_lib
 from models import check_positive_ints
@@ -100,7 +101,6 @@ class FastCNN(nn.Module):
 
 def validate_fast_cnn(model_config, *, example_shape: tuple | None = None) -> None:
   """Refuses settings that cannot build, naming the field and the allowed values."""
-  from curvelab import errors  # pylint: disable=g-import-not-at-top
   widths = check_positive_ints(model_config, 'widths')
   check_positive_ints(model_config, 'stem_width')
   if model_config.activation not in ACTIVATIONS:

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+import models
+
 # 'auto' picks by backend; 'xla' and 'im2col_grad' force one (benchmarks' A/B timings).
 IMPLEMENTATIONS = ('auto', 'xla', 'im2col_grad')
 
@@ -25,12 +27,8 @@ _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 def choose(implementation: str, backend: str | None = None) -> str:
   """The implementation ``implementation`` stands for on ``backend`` (default: JAX's default)."""
-  if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f'convolution implementation {implementation!r}: choose from '
-                     f'{", ".join(IMPLEMENTATIONS)}')
-  if implementation != 'auto':
-    return implementation
-  return 'im2col_grad' if (backend or jax.default_backend()) == 'cpu' else 'xla'
+  return models.choose_by_backend(implementation, IMPLEMENTATIONS, what='convolution',
+                                  cpu='im2col_grad', accelerator='xla', backend=backend)
 
 
 def make_conv_general_dilated(implementation: str = 'auto', backend: str | None = None):
