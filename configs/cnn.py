@@ -144,7 +144,7 @@ def fast_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.dataset.augment.pad_crop = 2  # Shifts of up to 2 pixels: 4 is too strong for few epochs.
   c.dataset.augment.flip = True
   # input_mode stays 'host': on the CPU the device path's gather and per-image shifts halved the
-  # step rate (75 against 152 examples/s, measured), while grain's worker keeps up.
+  # step rate (81 against 152 examples/s, docs/recipes.md), while grain's worker keeps up.
   c.optimizer = 'momentum'
   c.momentum = 0.9
   c.nesterov = True
@@ -156,7 +156,7 @@ def fast_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.weight_decay_on = 'all'
   c.label_smoothing = 0.2
   c.batch_size = 512
-  c.num_epochs = 10  # About 5 minutes each on the 2-core CPU (152 examples/s, measured).
+  c.num_epochs = 10  # 4-5 minutes each on the 2-core CPU (results/cpu_cnn/).
   c.log_every_steps = 20
   return c
 

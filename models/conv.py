@@ -4,9 +4,9 @@ On GPUs and TPUs it is ``lax.conv_general_dilated`` with XLA's own gradient. On 
 pass and the input gradient are XLA's too, but the kernel (weight) gradient is computed as one
 matrix product of the im2col patches with the output gradient. XLA:CPU lowers the kernel
 gradient of a convolution to a slow generic path: on the development machine's two cores it ran
-at 2.5-10 GFLOP/s for the 3x3 convolutions of CIFAR networks, against 30-90 GFLOP/s for the
-forward pass, so it took three quarters of a training step. The im2col product runs at
-10-30 GFLOP/s on the same shapes (docs/recipes.md; ``benchmarks/conv_step.py`` repeats it).
+at 2.2-9.1 GFLOP/s for the early 3x3 layers of the CIFAR networks, against 40-57 GFLOP/s for the
+forward pass; the im2col product ran at 5.6-26.6 GFLOP/s there and made the fast CNN's train step
+2.09x faster (docs/recipes.md; ``benchmarks/conv_step.py`` repeats it).
 ``tests/test_conv.py`` checks the two gradients equal to float32 rounding.
 """
 
