@@ -6,6 +6,10 @@ runs compare with the reference's PyTorch recipe. The modern-recipe ops (all off
 asks, see :data:`OPTION_DEFAULTS`): ``pad_crop`` (the CIFAR random crop with zero padding),
 ``rand_augment`` (RandAugment over 14 batched ops) and ``mix_batch`` (mixup / CutMix with soft
 targets).
+
+The flip, the resized crop and the padded crop only draw their random numbers here; the transforms
+are :mod:`input_pipeline.image_ops`, which the device path (``input_pipeline/device.py``) runs too.
+RandAugment and mixup/CutMix are host-only.
 """
 
 import math
@@ -13,36 +17,26 @@ import math
 import numpy as np
 
 from curvelab import errors
+from input_pipeline import image_ops
 
 
 def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   """Flips each image left-right with probability 1/2. images: [B, H, W, C]."""
-  flip = rng.random(len(images)) < 0.5
-  out = images.copy()
-  out[flip] = out[flip, :, ::-1]
-  return out
+  return image_ops.flip(images, rng.random(len(images)), xp=np)
 
 
 def sample_crop_boxes(rng: np.random.Generator, batch: int, height: int, width: int, *,
                       scale: tuple[float, float], ratio: tuple[float, float],
                       tries: int = 10) -> np.ndarray:
   """Samples crop boxes (top, left, h, w) as floats, one per image, torchvision-style."""
-  area = height * width
-  boxes = np.zeros((batch, 4), np.float64)
-  done = np.zeros(batch, bool)
   log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-  for _ in range(tries):
-    target = area * rng.uniform(scale[0], scale[1], batch)
-    aspect = np.exp(rng.uniform(log_ratio[0], log_ratio[1], batch))
-    w = np.round(np.sqrt(target * aspect))
-    h = np.round(np.sqrt(target / aspect))
-    ok = (~done) & (w > 0) & (h > 0) & (w <= width) & (h <= height)
-    top = np.floor(rng.random(batch) * (height - h + 1))
-    left = np.floor(rng.random(batch) * (width - w + 1))
-    boxes[ok] = np.stack([top, left, h, w], 1)[ok]
-    done |= ok
-  boxes[~done] = (0, 0, height, width)  # torchvision falls back to a central crop; ours is whole.
-  return boxes
+  # Per try: area, aspect, top, left for the whole batch, in this order, as the stream has always
+  # been drawn (so seeded runs keep their boxes).
+  draws = [(rng.uniform(scale[0], scale[1], batch), rng.uniform(log_ratio[0], log_ratio[1], batch),
+            rng.random(batch), rng.random(batch)) for _ in range(tries)]
+  area_frac, log_aspect, u_top, u_left = (np.stack(d, axis=1) for d in zip(*draws))
+  return image_ops.crop_boxes(area_frac, log_aspect, u_top, u_left, height=height, width=width,
+                              xp=np)
 
 
 def resize_crops(images: np.ndarray, boxes: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
@@ -56,32 +50,7 @@ def resize_crops(images: np.ndarray, boxes: np.ndarray, out_hw: tuple[int, int])
   Returns:
     float32 [B, out_h, out_w, C] in the input's value range.
   """
-  b, h_in, w_in, _ = images.shape
-  oh, ow = out_hw
-  top, left, bh, bw = (boxes[:, i:i + 1] for i in range(4))
-  ys = top + (np.arange(oh)[None] + 0.5) * bh / oh - 0.5  # [B, oh]
-  xs = left + (np.arange(ow)[None] + 0.5) * bw / ow - 0.5  # [B, ow]
-  # Clamp to the box, not the image: torchvision crops first and then resizes, so pixels outside
-  # the crop never bleed into its edges.
-  y_lo, y_hi = top, np.minimum(top + bh - 1, h_in - 1)
-  x_lo, x_hi = left, np.minimum(left + bw - 1, w_in - 1)
-  ys = np.clip(ys, y_lo, y_hi)
-  xs = np.clip(xs, x_lo, x_hi)
-  y0 = np.floor(ys).astype(np.int64)
-  x0 = np.floor(xs).astype(np.int64)
-  y1 = np.minimum(y0 + 1, y_hi.astype(np.int64))
-  x1 = np.minimum(x0 + 1, x_hi.astype(np.int64))
-  wy = (ys - y0)[:, :, None, None].astype(np.float32)
-  wx = (xs - x0)[:, None, :, None].astype(np.float32)
-  bidx = np.arange(b)[:, None, None]
-  img = images.astype(np.float32)
-
-  def gather(yi, xi):
-    return img[bidx, yi[:, :, None], xi[:, None, :]]
-
-  top_row = gather(y0, x0) * (1 - wx) + gather(y0, x1) * wx
-  bottom_row = gather(y1, x0) * (1 - wx) + gather(y1, x1) * wx
-  return top_row * (1 - wy) + bottom_row * wy
+  return image_ops.resize_boxes(images, boxes, out_hw, xp=np)
 
 
 def random_resized_crop(images: np.ndarray, rng: np.random.Generator, *,
@@ -100,13 +69,9 @@ def pad_crop(images: np.ndarray, rng: np.random.Generator, *, padding: int) -> n
   The CIFAR standard (pad 4, crop 32): shifts of up to ``padding`` pixels in each direction,
   the uncovered border black. Keeps the dtype. images: [B, H, W, C].
   """
-  b, h, w, _ = images.shape
-  padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  top = rng.integers(0, 2 * padding + 1, b)
-  left = rng.integers(0, 2 * padding + 1, b)
-  rows = top[:, None] + np.arange(h)[None]  # [B, H]
-  cols = left[:, None] + np.arange(w)[None]  # [B, W]
-  return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+  top = rng.integers(0, 2 * padding + 1, len(images))
+  left = rng.integers(0, 2 * padding + 1, len(images))
+  return image_ops.pad_crop(images, top, left, padding=padding, xp=np)
 
 
 # --------------------------------------------------------------------------------- RandAugment

@@ -6,9 +6,11 @@ only its order travels: the same grain permutation the host path uses, as one in
 resized crop, horizontal flip, and the CIFAR padded crop) and normalisation then run inside the
 compiled step, batched, so a step needs no host work at all.
 
-Randomness is ``fold_in(key(seed), step)`` per step and ``fold_in(., example)`` per example, so it
-is independent of how steps are grouped into compiled calls and of resumption. It is not the numpy
-stream of the host path: with augmentation on, the two paths draw from the same distributions
+Randomness is ``fold_in(key(seed), step)`` per step, split once per op, each op drawing one row
+per example of the batch, so it is independent of how steps are grouped into compiled calls and of
+resumption. Only the drawing is this module's: the transforms are :mod:`input_pipeline.image_ops`,
+the same code the host path runs in numpy. The draws are not the numpy stream of the host path:
+with augmentation on, the two paths apply the same transforms to draws from the same distributions
 (tests compare their statistics); with augmentation off they produce identical batches.
 """
 
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from input_pipeline import image_ops
 from input_pipeline.sources import ArraySplit
 
 
@@ -43,41 +46,16 @@ class EpochOrder:
 def _crop_boxes(key, batch: int, height: int, width: int, *, scale, ratio, tries: int = 10):
   """torchvision-style RandomResizedCrop boxes (top, left, h, w) as float32 [B, 4]."""
   k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
-  area = height * width
-  target = area * jax.random.uniform(k_area, (batch, tries), minval=scale[0], maxval=scale[1])
-  aspect = jnp.exp(jax.random.uniform(k_ratio, (batch, tries), minval=math.log(ratio[0]),
-                                      maxval=math.log(ratio[1])))
-  w = jnp.round(jnp.sqrt(target * aspect))
-  h = jnp.round(jnp.sqrt(target / aspect))
-  ok = (w > 0) & (h > 0) & (w <= width) & (h <= height)
-  first = jnp.argmax(ok, axis=1)  # First valid try, as the host loop takes.
-  any_ok = ok.any(axis=1)
-  pick = lambda x: jnp.take_along_axis(x, first[:, None], axis=1)[:, 0]
-  h, w = pick(h), pick(w)
-  top = jnp.floor(jax.random.uniform(k_top, (batch,)) * (height - h + 1))
-  left = jnp.floor(jax.random.uniform(k_left, (batch,)) * (width - w + 1))
-  boxes = jnp.stack([top, left, h, w], axis=1)
-  full = jnp.array([0.0, 0.0, height, width])
-  return jnp.where(any_ok[:, None], boxes, full)
-
-
-def _resize_box(image, box, out_h: int, out_w: int):
-  """Bilinear resize of one box of one image [H, W, C] (half-pixel centres, edge clamping)."""
-  h_in, w_in = image.shape[0], image.shape[1]
-  top, left, bh, bw = box[0], box[1], box[2], box[3]
-  # Clamped to the box (crop, then resize), exactly as the host path.
-  y_hi = jnp.minimum(top + bh - 1, h_in - 1)
-  x_hi = jnp.minimum(left + bw - 1, w_in - 1)
-  ys = jnp.clip(top + (jnp.arange(out_h) + 0.5) * bh / out_h - 0.5, top, y_hi)
-  xs = jnp.clip(left + (jnp.arange(out_w) + 0.5) * bw / out_w - 0.5, left, x_hi)
-  y0, x0 = jnp.floor(ys).astype(jnp.int32), jnp.floor(xs).astype(jnp.int32)
-  y1 = jnp.minimum(y0 + 1, y_hi.astype(jnp.int32))
-  x1 = jnp.minimum(x0 + 1, x_hi.astype(jnp.int32))
-  wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-  g = lambda yi, xi: image[yi[:, None], xi[None, :]]
-  top_row = g(y0, x0) * (1 - wx) + g(y0, x1) * wx
-  bottom_row = g(y1, x0) * (1 - wx) + g(y1, x1) * wx
-  return top_row * (1 - wy) + bottom_row * wy
+  area_frac = jax.random.uniform(k_area, (batch, tries), minval=scale[0], maxval=scale[1])
+  log_aspect = jax.random.uniform(k_ratio, (batch, tries), minval=math.log(ratio[0]),
+                                  maxval=math.log(ratio[1]))
+  # One position per example serves every try: only the chosen try's is used, so this draws from
+  # the host's distribution with fewer random numbers.
+  per_try = lambda u: jnp.broadcast_to(u[:, None], (batch, tries))
+  u_top = per_try(jax.random.uniform(k_top, (batch,)))
+  u_left = per_try(jax.random.uniform(k_left, (batch,)))
+  return image_ops.crop_boxes(area_frac, log_aspect, u_top, u_left, height=height, width=width,
+                              xp=jnp)
 
 
 # The optional ``dataset.augment`` ops (``augment.active_options``) this path runs on the device;
@@ -90,11 +68,8 @@ def pad_crop(images, key, *, padding: int):
 
   Same distribution as the host's ``augment.pad_crop``: offsets uniform in [0, 2 * padding].
   """
-  b, h, w, _ = images.shape
-  padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  offsets = jax.random.randint(key, (b, 2), 0, 2 * padding + 1)
-  window = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (h, w, image.shape[2]))
-  return jax.vmap(window)(padded, offsets)
+  offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * padding + 1)
+  return image_ops.pad_crop(images, offsets[:, 0], offsets[:, 1], padding=padding, xp=jnp)
 
 
 def augment(images, key, *, flip: bool, crop: bool, scale, ratio, padding: int = 0):
@@ -103,12 +78,11 @@ def augment(images, key, *, flip: bool, crop: bool, scale, ratio, padding: int =
   k_crop, k_flip, k_pad = jax.random.split(key, 3)
   if crop:
     boxes = _crop_boxes(k_crop, b, h, w, scale=scale, ratio=ratio)
-    images = jax.vmap(lambda im, box: _resize_box(im, box, h, w))(images, boxes)
+    images = image_ops.resize_boxes(images, boxes, (h, w), xp=jnp)
   if padding:
     images = pad_crop(images, k_pad, padding=padding)
   if flip:
-    do = jax.random.uniform(k_flip, (b,)) < 0.5
-    images = jnp.where(do[:, None, None, None], images[:, :, ::-1], images)
+    images = image_ops.flip(images, jax.random.uniform(k_flip, (b,)), xp=jnp)
   return images
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from input_pipeline import augment as host_aug
 from input_pipeline import device as device_aug
+from input_pipeline import image_ops
 from tests import helpers
 import train
 
@@ -61,9 +62,63 @@ def test_device_resize_equals_host_resize_for_the_same_boxes():
   images = rng.integers(0, 256, (6, 12, 10, 3)).astype(np.uint8)
   boxes = host_aug.sample_crop_boxes(rng, 6, 12, 10, scale=(0.3, 1.0), ratio=(0.75, 1.33))
   want = host_aug.resize_crops(images, boxes, (12, 10))
-  got = jax.vmap(lambda im, b: device_aug._resize_box(im, b, 12, 10))(  # pylint: disable=protected-access
+  # As device.augment calls it: float32 images and boxes, compiled.
+  got = jax.jit(lambda im, b: image_ops.resize_boxes(im, b, (12, 10), xp=jnp))(
       jnp.asarray(images, jnp.float32), jnp.asarray(boxes, jnp.float32))
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-3)
+
+
+def _crop_draws(rng, batch, tries):
+  """float32 draws for image_ops.crop_boxes: most rows fit at some try, the last two never do.
+
+  Area fractions span [0.05, 1.6): on a 12x10 image a try whose box is larger than the image
+  fails, so some rows take a later try than the first; the last two rows get only impossible
+  areas (> 1) and must fall back to the whole image.
+  """
+  area = rng.uniform(0.05, 1.6, (batch, tries))
+  area[-2:] = rng.uniform(1.2, 2.0, (2, tries))
+  log_aspect = rng.uniform(np.log(0.5), np.log(2.0), (batch, tries))
+  u_top, u_left = rng.random((2, batch, tries))
+  return [x.astype(np.float32) for x in (area, log_aspect, u_top, u_left)]
+
+
+def test_shared_crop_boxes_are_identical_under_numpy_and_jax():
+  """One definition of the box math: the same draws give the same boxes on host and device."""
+  h, w, tries = 12, 10, 10
+  draws = _crop_draws(np.random.default_rng(5), 200, tries)
+  host = image_ops.crop_boxes(*draws, height=h, width=w, xp=np)
+  dev = jax.jit(lambda *d: image_ops.crop_boxes(*d, height=h, width=w, xp=jnp))(*draws)
+  np.testing.assert_array_equal(np.asarray(dev), host)
+  np.testing.assert_array_equal(host[-2:], [[0, 0, h, w]] * 2)  # The fallback, on both.
+  # Some rows find their box after a first try that cannot fit (area > 1.1: over 132 pixels
+  # even after rounding, the image has 120).
+  later = (draws[0][:-2, 0] > 1.1) & (host[:-2, 2:] != [h, w]).any(1)
+  assert later.any()
+
+
+def test_shared_resize_is_equal_under_numpy_and_jax():
+  """One definition of the bilinear resize: down- and up-sampling agree to float32 rounding."""
+  rng = np.random.default_rng(6)
+  images = rng.integers(0, 256, (40, 12, 10, 3)).astype(np.uint8)
+  boxes = image_ops.crop_boxes(*_crop_draws(rng, 40, 10), height=12, width=10, xp=np)
+  resize = jax.jit(lambda im, b, out_hw: image_ops.resize_boxes(im, b, out_hw, xp=jnp),
+                   static_argnums=2)
+  for out_hw in ((12, 10), (5, 4), (20, 17)):
+    host = image_ops.resize_boxes(images, boxes, out_hw, xp=np)
+    dev = resize(jnp.asarray(images), jnp.asarray(boxes), out_hw)
+    assert dev.dtype == jnp.float32 and dev.shape == host.shape
+    np.testing.assert_allclose(np.asarray(dev), host, rtol=1e-5, atol=1e-3)
+
+
+def test_shared_pad_crop_and_flip_are_identical_under_numpy_and_jax():
+  rng = np.random.default_rng(7)
+  images = rng.integers(0, 256, (30, 9, 7, 2)).astype(np.float32)
+  top, left = rng.integers(0, 7, (2, 30))
+  u = rng.random(30).astype(np.float32)
+  host = image_ops.flip(image_ops.pad_crop(images, top, left, padding=3, xp=np), u, xp=np)
+  dev = jax.jit(lambda im, t, l, v: image_ops.flip(
+      image_ops.pad_crop(im, t, l, padding=3, xp=jnp), v, xp=jnp))(images, top, left, u)
+  np.testing.assert_array_equal(np.asarray(dev), host)
 
 
 def test_device_and_host_crop_boxes_have_the_same_distribution():
