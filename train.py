@@ -126,7 +126,8 @@ def _start(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Ex
   initial = build_lib.init_state(setup, tx, example_train)
   num_params = state_lib.count_params(initial.params)
   resume.check_epochs_left(checkpointer, cadence, workdir)
-  setup.plan = plan = plan_lib.resolve(config, has_model_state=bool(initial.model_state))
+  setup.plan = plan = plan_lib.resolve(config, has_model_state=bool(initial.model_state),
+                                       attention=setup.attention)
   steps = _compile(setup, tx, initial, example_train, example_eval, splits, cadence)
   log.info('Compiled train and eval steps in %.1fs; %s parameters; %d steps/epoch on %d %s.',
            steps['compile_s'], f'{num_params:,}', steps_per_epoch, jax.device_count(),

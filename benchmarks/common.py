@@ -76,17 +76,12 @@ def compile_train_step(config, batch: dict, *, num_outputs: int,
                        attention_impl: str = 'auto') -> CompiledStep:
   """Builds, initialises and compiles train.py's train step for ``config`` on ``batch``.
 
-  ``attention_impl`` forces an attention implementation (``attention.IMPLEMENTATIONS``) for the
-  compile; 'auto' picks by backend, as training does.
+  ``attention_impl`` forces an attention implementation (``attention.IMPLEMENTATIONS``) on the
+  model built; 'auto' picks by backend, as training does.
   """
-  with attention.implementation(attention_impl):
-    return _compile_train_step(config, batch, num_outputs=num_outputs)
-
-
-def _compile_train_step(config, batch: dict, *, num_outputs: int) -> CompiledStep:
   config.metric_writer = 'events'  # Nothing is written; this keeps TensorFlow optional here.
   config = build_lib.prepare_config(config)
-  setup = build_lib.build_without_data(config, num_outputs=num_outputs)
+  setup = build_lib.build_without_data(config, num_outputs=num_outputs, attention=attention_impl)
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1000)
   state = build_lib.init_state(setup, tx, batch)
   train_step, _, empty, _, compile_s = compiled.compile_steps(setup, tx, state, batch, batch)

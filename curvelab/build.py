@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from curvelab import errors
+from curvelab import plan as plan_lib
 from curvelab import sharding
 from curvelab import state as state_lib
 from curvelab import validate
@@ -60,6 +61,9 @@ class Setup:
   mesh: Any
   best_metric: str
   best_mode: str
+  # The attention kernel the model was built with (curvelab/plan.py: resolve_attention); the
+  # plan reports it.
+  attention: str = 'auto'
   plan: Any = None  # curvelab/plan.py's Plan, set once the model's state is known.
 
 
@@ -74,7 +78,9 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   task = tasks.build(config)
   data = input_pipeline.build(config)
   models.validate(config.model, example_shape=data.example_shape)
-  model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.compute_dtype)
+  attention = plan_lib.resolve_attention()
+  model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.compute_dtype,
+                       attention=attention)
   _check_train_batch(config)
   sharding.check_batch_size(config.eval_batch_size, field='eval_batch_size')
   _check_input_mode(config, data)
@@ -86,7 +92,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   if not best_metric.startswith('val_'):
     raise errors.ConfigError(f'best_metric={best_metric!r} must be a validation key (val_...).')
   return Setup(config=config, task=task, data=data, model=model, mesh=sharding.make_mesh(),
-               best_metric=best_metric, best_mode=best_mode)
+               best_metric=best_metric, best_mode=best_mode, attention=attention)
 
 
 INPUT_MODES = ('host', 'device')
@@ -125,14 +131,21 @@ def _check_train_batch(config: ml_collections.ConfigDict) -> None:
                             multiples={k: v for k, v in fields.items() if v > 1})
 
 
-def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int) -> Setup:
-  """A Setup for synthetic batches (benchmarks): the same model, task, optimizer and mesh."""
+def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int,
+                       attention: str = 'auto') -> Setup:
+  """A Setup for synthetic batches (benchmarks): the same model, task, optimizer and mesh.
+
+  ``attention`` forces an attention implementation (models/attention.py's ``IMPLEMENTATIONS``)
+  for A/B timings; ``'auto'`` chooses by backend, as a run does.
+  """
   validate.check(config)
   task = tasks.build(config)
-  model = models.build(config.model, num_outputs=num_outputs, dtype=config.compute_dtype)
+  attention = plan_lib.resolve_attention(attention)
+  model = models.build(config.model, num_outputs=num_outputs, dtype=config.compute_dtype,
+                       attention=attention)
   _check_train_batch(config)
   return Setup(config=config, task=task, data=None, model=model, mesh=sharding.make_mesh(),
-               best_metric=task.best_metric, best_mode=task.best_mode)
+               best_metric=task.best_metric, best_mode=task.best_mode, attention=attention)
 
 
 def _example_inputs(setup: Setup, batch: dict) -> dict:
@@ -145,7 +158,7 @@ def param_shapes(setup: Setup, example_batch: dict):
 
   def shapes(config):
     model = models.build(config.model, num_outputs=setup.data.num_outputs,
-                         dtype=config.compute_dtype)
+                         dtype=config.compute_dtype, attention=setup.attention)
     tree = jax.eval_shape(lambda: state_lib.init_variables(model, inputs, jax.random.key(0)))
     return jax.tree.map(lambda s: s.shape, tree['params'])
 

@@ -26,7 +26,8 @@ def microbatching(setup: Setup, state) -> tuple[int, int]:
   ``grad_accum_steps`` and ``concurrent_microbatches`` keep their meaning everywhere; on a CPU the
   step may also split further, into cache-sized sequential micro-batches (same update).
   """
-  plan = setup.plan or plan_lib.resolve(setup.config, has_model_state=bool(state.model_state))
+  plan = setup.plan or plan_lib.resolve(setup.config, has_model_state=bool(state.model_state),
+                                        attention=setup.attention)
   return plan.microbatches
 
 

@@ -8,7 +8,9 @@ asks every rule once per run, for the run's backend and model, and the loop uses
 * ``sequential_microbatches``, ``concurrent_microbatches``: how a step splits its batch
   (``steps.resolve_sequential_microbatches``, ``steps.resolve_concurrent_microbatches``);
 * ``steps_per_call``, ``input_mode``: the config's, validated;
-* ``attention``: the scaled dot-product kernel (``models/attention.py``: ``choose``);
+* ``attention``: the scaled dot-product kernel (``models/attention.py``: ``choose``). The model
+  is built with it, before the rest of the plan can be resolved (that needs the model's state):
+  ``curvelab/build.py`` asks :func:`resolve_attention` and :func:`resolve` reports that choice;
 * ``conv``: how a convolution's kernel gradient is computed (``models/conv.py``: ``choose``);
 * ``rnn_unroll``: time steps per iteration of recurrent scans (``models/recurrent.py``);
 * ``norm_reduction``: how the per-step gradient and parameter norms reduce a tree
@@ -54,8 +56,23 @@ class Plan:
     return dataclasses.asdict(self)
 
 
+def resolve_attention(implementation: str = 'auto', backend: str | None = None) -> str:
+  """The attention kernel a run's model is built with (``models.build(..., attention=)``).
+
+  Args:
+    implementation: ``'auto'`` (by backend) or one of ``models/attention.py``'s
+      ``IMPLEMENTATIONS``, which forces it (benchmarks' ``--attention``).
+    backend: 'cpu', 'gpu' or 'tpu'; default: ``jax.default_backend()``.
+
+  Raises:
+    ValueError: naming the value and the allowed ones.
+  """
+  from models import attention  # pylint: disable=g-import-not-at-top
+  return attention.choose(implementation, backend or jax.default_backend())
+
+
 def resolve(config, *, has_model_state: bool, backend: str | None = None,
-            device_count: int | None = None) -> Plan:
+            device_count: int | None = None, attention: str = 'auto') -> Plan:
   """Asks every speed rule once, for ``backend`` (default: JAX's) and this model.
 
   Args:
@@ -64,9 +81,10 @@ def resolve(config, *, has_model_state: bool, backend: str | None = None,
       out splitting a batch where that would change the update.
     backend: 'cpu', 'gpu' or 'tpu'; default: ``jax.default_backend()``.
     device_count: devices the global batch is split over; default: ``jax.device_count()``.
+    attention: the attention kernel the model was built with (``Setup.attention``, from
+      :func:`resolve_attention`); ``'auto'`` resolves it by backend, as building does.
   """
   # pylint: disable=g-import-not-at-top
-  from models import attention
   from models import conv
   from models import recurrent
   backend = backend or jax.default_backend()
@@ -83,7 +101,7 @@ def resolve(config, *, has_model_state: bool, backend: str | None = None,
   return Plan(
       backend=backend, sequential_microbatches=sequential, concurrent_microbatches=concurrent,
       steps_per_call=int(config.steps_per_call), input_mode=config.input_mode,
-      attention=attention.choose('auto', backend),
+      attention=resolve_attention(attention, backend),
       conv=conv.choose(model.get('conv_impl', 'auto'), backend),
       rnn_unroll=recurrent.resolve_unroll(model.get('scan_unroll', 0), backend),
       norm_reduction='concatenated' if steps_lib.concatenates_norms(backend) else 'per_leaf')

@@ -1,7 +1,9 @@
 """Model registry: configs name a model, the loop never imports one directly.
 
 Each entry is a keyword-only factory ``build(model_config, *, num_outputs, dtype)`` returning a
-Linen module whose ``__call__(..., *, train)`` takes the arrays the task feeds it.
+Linen module whose ``__call__(..., *, train)`` takes the arrays the task feeds it. Factories of
+models with dot-product attention also take ``attention_fn`` (models/attention.py: ``kernel``),
+which they hand to every attention layer, as Flax's ``MultiHeadDotProductAttention`` takes it.
 """
 
 from typing import Callable
@@ -12,20 +14,26 @@ from curvelab import errors
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _VALIDATORS: dict[str, Callable[..., None]] = {}
+_TAKES_ATTENTION: set[str] = set()
 
 
-def register(name: str, *, validator: Callable[..., None] | None = None):
+def register(name: str, *, validator: Callable[..., None] | None = None,
+             takes_attention: bool = False):
   """Decorator adding a factory (and its config validator) to the registry under ``name``.
 
   Args:
     name: the ``model.name`` value.
     validator: ``validator(model_config, *, example_shape)`` raising ConfigError for settings
       that cannot work with the data.
+    takes_attention: the factory takes ``attention_fn``, the attention kernel :func:`build` is
+      asked for.
   """
   def wrap(factory):
     _REGISTRY[name] = factory
     if validator is not None:
       _VALIDATORS[name] = validator
+    if takes_attention:
+      _TAKES_ATTENTION.add(name)
     return factory
   return wrap
 
@@ -123,23 +131,34 @@ def _load_all() -> None:
   from models import vit
 
 
-def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> nn.Module:
+def build(model_config, *, num_outputs: int, dtype: str = 'float32',
+          attention: str = 'auto') -> nn.Module:
   """Builds the model named by ``model_config.name``.
 
   Args:
     model_config: the config's ``model`` section.
     num_outputs: classes (classification) or vocabulary size (language models).
     dtype: compute dtype name, ``float32`` or ``bfloat16`` (parameters stay float32).
+    attention: the attention implementation every attention layer runs (models/attention.py's
+      ``IMPLEMENTATIONS``); a run passes its plan's (curvelab/plan.py). ``'auto'`` chooses for
+      JAX's default backend now. Models without dot-product attention ignore it.
 
   Returns:
     A Linen module.
+
+  Raises:
+    ValueError: ``attention`` is not one of the implementations (the message names them).
   """
+  from models import attention as attention_lib  # pylint: disable=g-import-not-at-top
   _load_all()
   name = model_config.name
   if name not in _REGISTRY:
     raise errors.ConfigError(f'model.name={name!r} is unknown; allowed: {", ".join(names())}.')
+  # Checked for every model, so a misspelt name fails even where no layer would use it.
+  attention_fn = attention_lib.kernel(attention)
+  extra = {'attention_fn': attention_fn} if name in _TAKES_ATTENTION else {}
   try:
-    return _REGISTRY[name](model_config, num_outputs=num_outputs, dtype=dtype)
+    return _REGISTRY[name](model_config, num_outputs=num_outputs, dtype=dtype, **extra)
   except (KeyError, AttributeError) as e:
     # A model section written for another model (e.g. model.name=resnet with ViT fields).
     raise errors.ConfigError(

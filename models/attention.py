@@ -1,16 +1,21 @@
-"""Scaled dot-product attention: the one core every attention layer calls, fast on each backend.
+"""Scaled dot-product attention: the kernels every attention layer can call, fast on each backend.
 
-On GPUs and TPUs it is ``jax.nn.dot_product_attention`` (XLA's implementation). On CPUs it is
-:func:`head_major_attention` on chunks of the heads. XLA:CPU runs attention's batched
+On GPUs and TPUs the kernel is ``jax.nn.dot_product_attention`` (XLA's implementation). On CPUs it
+is :func:`head_major_attention` on chunks of the heads. XLA:CPU runs attention's batched
 [T, D] x [D, S] matmuls on essentially one core (18-34 GFLOP/s on the development machine's two
 cores, hardly more than on one), where PyTorch's ``bmm`` uses both. The matmuls of independent
 chunks are independent thunks, which XLA:CPU's executor runs concurrently, one per core.
 The CPU path has its own gradient (a custom VJP). It reads the [B, H, T, S] probabilities in the
 layout they were produced in and transposes only the smaller [B, T, H, D] operands.
 ``docs/benchmarks.md`` has the measurements.
+
+Models take the kernel as an argument, as ``flax.linen.MultiHeadDotProductAttention`` takes its
+``attention_fn``: curvelab/plan.py resolves the run's implementation once, ``models.build(...,
+attention=name)`` turns it into a function with :func:`kernel` and every attention layer gets that
+function as its ``attention_fn`` attribute. Nothing here is process-global.
 """
 
-import contextlib
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,41 +27,51 @@ import models
 # one or four (docs/benchmarks.md).
 CPU_CHUNKS = 2
 
-# 'auto' picks by backend; the others force one, for A/B timings (see implementation()). 'cudnn'
-# is jax.nn.dot_product_attention's cuDNN kernel: NVIDIA GPUs, float16/bfloat16 only.
+# 'auto' picks by backend; the others force one, for A/B timings (benchmarks' --attention).
+# 'cudnn' is jax.nn.dot_product_attention's cuDNN kernel: NVIDIA GPUs, float16/bfloat16 only.
 IMPLEMENTATIONS = ('auto', 'xla', 'cudnn', 'head_major')
-_forced = 'auto'
 
-
-@contextlib.contextmanager
-def implementation(name: str):
-  """Attention traced inside the block uses ``name`` on every backend (benchmarks' ``--attention``).
-
-  ``'auto'`` restores the choice by backend. Only tracing sees it: compile inside the block.
-  """
-  global _forced
-  if name not in IMPLEMENTATIONS:
-    raise ValueError(f'attention implementation {name!r}: choose from {", ".join(IMPLEMENTATIONS)}')
-  previous, _forced = _forced, name
-  try:
-    yield
-  finally:
-    _forced = previous
+# ``fn(q, k, v, *, mask=None, is_causal=False) -> out``, as :func:`dot_product_attention`.
+AttentionFn = Callable[..., jax.Array]
 
 
 def choose(implementation: str, backend: str | None = None) -> str:
-  """The implementation ``implementation`` stands for on ``backend`` (default: JAX's default)."""
+  """The implementation ``implementation`` stands for on ``backend`` (default: JAX's default).
+
+  Raises:
+    ValueError: naming the value and the allowed ones (``IMPLEMENTATIONS``).
+  """
   return models.choose_by_backend(implementation, IMPLEMENTATIONS, what='attention',
                                   cpu='head_major', accelerator='xla', backend=backend)
 
 
-def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
-                          backend: str | None = None):
+def kernel(implementation: str, backend: str | None = None) -> AttentionFn:
+  """The attention function of ``implementation`` (``'auto'``: :func:`choose`'s for ``backend``).
+
+  The same function object for the same choice, so modules built with it compare equal.
+
+  Args:
+    implementation: one of ``IMPLEMENTATIONS``.
+    backend: 'cpu', 'gpu' or 'tpu', for ``'auto'``; default: JAX's default backend.
+
+  Returns:
+    ``fn(q, k, v, *, mask=None, is_causal=False)``, with :func:`dot_product_attention`'s contract.
+
+  Raises:
+    ValueError: naming the value and the allowed ones (``IMPLEMENTATIONS``).
+  """
+  return _KERNELS[choose(implementation, backend)]
+
+
+def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False):
   """Softmax attention of ``q`` [B, T, H, D] over ``k``, ``v`` [B, S, H, D] -> [B, T, H, D].
 
-  Logits are scaled by 1/sqrt(D) and the softmax runs in float32 whatever the inputs' dtype, as in
-  ``jax.nn.dot_product_attention``. A query whose keys are all masked gets uniform weights, not
-  NaN.
+  The layers' default ``attention_fn``: the ``'auto'`` kernel for JAX's default backend, chosen
+  when traced. Runs pass the plan's kernel instead (:func:`kernel`), so the choice is made once.
+
+  Every kernel computes this: logits scaled by 1/sqrt(D) and a softmax in float32 whatever the
+  inputs' dtype, as in ``jax.nn.dot_product_attention``. A query whose keys are all masked gets
+  uniform weights, not NaN.
 
   Args:
     q: Queries [B, T, H, D].
@@ -64,17 +79,32 @@ def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
     v: Values [B, S, H, D].
     mask: Optional boolean mask broadcastable to [B, H, T, S]; True where a query may attend.
     is_causal: Also hide keys after each query's own position.
-    backend: The backend to choose the implementation for; default: JAX's default backend.
-      :func:`implementation` overrides the choice.
 
   Returns:
     [B, T, H, D] in ``v``'s dtype.
   """
-  choice = choose(_forced, backend)
-  if choice in ('xla', 'cudnn'):
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
-                                        implementation=choice)
+  return kernel('auto')(q, k, v, mask=mask, is_causal=is_causal)
+
+
+def xla_attention(q, k, v, *, mask=None, is_causal: bool = False):
+  """The ``'xla'`` kernel: ``jax.nn.dot_product_attention``'s XLA implementation."""
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
+                                      implementation='xla')
+
+
+def cudnn_attention(q, k, v, *, mask=None, is_causal: bool = False):
+  """The ``'cudnn'`` kernel: ``jax.nn.dot_product_attention``'s cuDNN implementation."""
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
+                                      implementation='cudnn')
+
+
+def cpu_attention(q, k, v, *, mask=None, is_causal: bool = False):
+  """The ``'head_major'`` kernel: :func:`chunked_attention` on ``CPU_CHUNKS`` chunks of heads."""
   return chunked_attention(q, k, v, mask=mask, is_causal=is_causal, chunks=CPU_CHUNKS)
+
+
+_KERNELS: dict[str, AttentionFn] = {
+    'xla': xla_attention, 'cudnn': cudnn_attention, 'head_major': cpu_attention}
 
 
 def chunked_attention(q, k, v, *, mask=None, is_causal: bool = False, chunks: int):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import attention
 from models import check_positive_ints
 from models import ctc as ctc_model
 from models import register
@@ -137,11 +138,17 @@ def validate(model_config, *, example_shape=None) -> None:
     raise errors.ConfigError(f'model.dropout must be in [0, 1), got {model_config.dropout}.')
 
 
-@register('captioner', validator=validate)
-def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> nn.Module:
+@register('captioner', validator=validate, takes_attention=True)
+def build(model_config, *, num_outputs: int, dtype: str = 'float32',
+          attention_fn: attention.AttentionFn = attention.dot_product_attention) -> nn.Module:
+  """The captioner ``model.arch`` names; ``attention_fn`` serves the ``transformer`` arch only.
+
+  The LSTM archs' additive attention is a different computation, not a dot-product kernel.
+  """
   validate(model_config)
   if model_config.arch == 'transformer':
-    return seq2seq.from_config(model_config, num_outputs=num_outputs, dtype=dtype)
+    return seq2seq.from_config(model_config, num_outputs=num_outputs, dtype=dtype,
+                               attention_fn=attention_fn)
   return LSTMCaptioner(
       vocab_size=num_outputs, arch=model_config.arch,
       conv_strides=tuple(model_config.conv_strides), conv_channels=model_config.conv_channels,

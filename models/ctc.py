@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import attention
 from models import check_positive_ints
 from models import register
 from models import seq_layers
@@ -19,7 +20,10 @@ ENCODERS = ('bilstm', 'transformer')
 
 
 class CTCModel(nn.Module):
-  """Attributes mirror ``config.model`` (see configs/ctc_bilstm.py, configs/ctc_transformer.py)."""
+  """Attributes mirror ``config.model`` (see configs/ctc_bilstm.py, configs/ctc_transformer.py).
+
+  ``attention_fn`` is the Transformer encoder's attention kernel (models/attention.py: ``kernel``).
+  """
   vocab_size: int
   encoder: str = 'bilstm'
   conv_strides: tuple = (2,)
@@ -31,6 +35,7 @@ class CTCModel(nn.Module):
   mlp_dim: int = 1024
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, inputs, input_mask, *, train: bool):
@@ -47,7 +52,7 @@ class CTCModel(nn.Module):
     else:
       x = seq_layers.TransformerEncoder(self.hidden_size, self.num_layers, self.num_heads,
                                         self.mlp_dim, self.dropout, self.dtype,
-                                        name='encoder')(x, mask, train=train)
+                                        self.attention_fn, name='encoder')(x, mask, train=train)
     logits = nn.Dense(self.vocab_size, dtype=self.dtype, name='head')(x)
     return {'logits': logits.astype(jnp.float32), 'mask': mask.astype(jnp.float32)}
 
@@ -87,8 +92,9 @@ def validate_strides(model_config) -> None:
         f'front-end), got {strides!r}.')
 
 
-@register('ctc', validator=validate)
-def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> CTCModel:
+@register('ctc', validator=validate, takes_attention=True)
+def build(model_config, *, num_outputs: int, dtype: str = 'float32',
+          attention_fn: attention.AttentionFn = attention.dot_product_attention) -> CTCModel:
   validate(model_config)
   return CTCModel(
       vocab_size=num_outputs, encoder=model_config.encoder,
@@ -96,4 +102,4 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> CTCModel
       conv_kernel=model_config.conv_kernel, num_layers=model_config.num_layers,
       hidden_size=model_config.hidden_size, num_heads=model_config.get('num_heads', 4),
       mlp_dim=model_config.get('mlp_dim', 1024), dropout=model_config.dropout,
-      dtype=jnp.dtype(dtype))
+      dtype=jnp.dtype(dtype), attention_fn=attention_fn)

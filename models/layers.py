@@ -28,14 +28,15 @@ class MultiHeadAttention(nn.Module):
   Q, K and V come from one [width, 3, heads, head_dim] projection (``qkv``), as in PyTorch's
   ``nn.MultiheadAttention`` (one ``in_proj_weight``, Xavier-uniform over all three): one matmul
   three times the size of each separate one, which launches a third of the kernels on GPUs.
-  The attention itself is ``attention.dot_product_attention``, which picks the implementation for
-  the backend.
+  The attention itself is ``attention_fn`` (models/attention.py: ``kernel``), as in
+  ``flax.linen.MultiHeadDotProductAttention``; the default picks by JAX's default backend.
   """
   num_heads: int
   dtype: jnp.dtype = jnp.float32
   dropout: float = 0.0
   causal: bool = False
   param_init: str = 'flax'
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, x, *, train: bool, mask=None):
@@ -47,7 +48,7 @@ class MultiHeadAttention(nn.Module):
                           bias_init=inits.dense_bias(self.param_init, width),
                           name='qkv')(x)
     q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-    y = attention.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)
+    y = self.attention_fn(q, k, v, mask=mask, is_causal=self.causal)
     y = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype,
                         kernel_init=inits.dense_kernel(self.param_init, width),
                         bias_init=inits.dense_bias(self.param_init, width),
@@ -94,7 +95,8 @@ class EncoderBlock(nn.Module):
   """One Transformer encoder block, pre- or post-norm.
 
   ``drop_path`` is the stochastic-depth rate of each residual branch (0 = off: the block is the
-  plain reference block, same parameters and outputs).
+  plain reference block, same parameters and outputs). ``attention_fn`` is the attention kernel
+  (models/attention.py: ``kernel``).
   """
   num_heads: int
   mlp_dim: int
@@ -105,6 +107,7 @@ class EncoderBlock(nn.Module):
   causal: bool = False
   drop_path: float = 0.0
   param_init: str = 'flax'
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -112,7 +115,7 @@ class EncoderBlock(nn.Module):
     norm2 = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name='norm2')
     attn = MultiHeadAttention(self.num_heads, dtype=self.dtype, dropout=self.dropout,
                               causal=self.causal, param_init=self.param_init,
-                              name='attn')
+                              attention_fn=self.attention_fn, name='attn')
     mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, dropout=self.dropout,
                    param_init=self.param_init, name='mlp')
 

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import attention
 from models import check_positive_ints
 from models import ctc as ctc_model
 from models import embeddings
@@ -25,7 +26,10 @@ from models import seq_layers
 
 
 class Seq2SeqTransformer(nn.Module):
-  """Attributes mirror ``config.model`` (see configs/seq2seq_transformer.py)."""
+  """Attributes mirror ``config.model`` (see configs/seq2seq_transformer.py).
+
+  ``attention_fn`` is every attention layer's kernel (models/attention.py: ``kernel``).
+  """
   vocab_size: int
   d_model: int = 256
   num_heads: int = 4
@@ -36,6 +40,7 @@ class Seq2SeqTransformer(nn.Module):
   conv_strides: tuple = ()
   conv_kernel: int = 5
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   def setup(self):
     if self.conv_strides:
@@ -43,11 +48,12 @@ class Seq2SeqTransformer(nn.Module):
                                               self.conv_kernel, self.dtype)
     self.encoder = seq_layers.TransformerEncoder(self.d_model, self.encoder_layers,
                                                  self.num_heads, self.mlp_dim, self.dropout,
-                                                 self.dtype)
+                                                 self.dtype, self.attention_fn)
     self.embed = nn.Embed(self.vocab_size, self.d_model,
                           embedding_init=nn.initializers.normal(self.d_model ** -0.5))
     self.decoder = [seq_layers.DecoderLayer(self.num_heads, self.mlp_dim, self.dropout,
-                                            self.dtype) for _ in range(self.decoder_layers)]
+                                            self.dtype, self.attention_fn)
+                    for _ in range(self.decoder_layers)]
     self.decoder_norm = nn.LayerNorm(dtype=self.dtype)
     self.head_bias = self.param('head_bias', nn.initializers.zeros, (self.vocab_size,))
     self.embed_dropout = nn.Dropout(self.dropout)
@@ -88,16 +94,21 @@ def validate(model_config, *, example_shape=None) -> None:
                              f'{tuple(example_shape)}.')
 
 
-def from_config(model_config, *, num_outputs: int, dtype: str) -> Seq2SeqTransformer:
+def from_config(model_config, *, num_outputs: int, dtype: str,
+                attention_fn: attention.AttentionFn = attention.dot_product_attention,
+                ) -> Seq2SeqTransformer:
   return Seq2SeqTransformer(
       vocab_size=num_outputs, d_model=model_config.d_model, num_heads=model_config.num_heads,
       encoder_layers=model_config.encoder_layers, decoder_layers=model_config.decoder_layers,
       mlp_dim=model_config.mlp_dim, dropout=model_config.dropout,
       conv_strides=tuple(model_config.conv_strides), conv_kernel=model_config.conv_kernel,
-      dtype=jnp.dtype(dtype))
+      dtype=jnp.dtype(dtype), attention_fn=attention_fn)
 
 
-@register('seq2seq_transformer', validator=validate)
-def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> Seq2SeqTransformer:
+@register('seq2seq_transformer', validator=validate, takes_attention=True)
+def build(model_config, *, num_outputs: int, dtype: str = 'float32',
+          attention_fn: attention.AttentionFn = attention.dot_product_attention,
+          ) -> Seq2SeqTransformer:
   validate(model_config)
-  return from_config(model_config, num_outputs=num_outputs, dtype=dtype)
+  return from_config(model_config, num_outputs=num_outputs, dtype=dtype,
+                     attention_fn=attention_fn)

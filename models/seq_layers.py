@@ -117,11 +117,14 @@ class FeedForward(nn.Module):
 class Attention(nn.Module):
   """Multi-head dot-product attention of ``x`` over ``memory`` (``x`` itself for self-attention).
 
-  ``key_mask`` [B, S] hides padded keys; ``causal`` hides later positions.
+  ``key_mask`` [B, S] hides padded keys; ``causal`` hides later positions. ``attention_fn`` is
+  the attention kernel (models/attention.py: ``kernel``), as in Flax's
+  ``MultiHeadDotProductAttention``; the default picks by JAX's default backend.
   """
   num_heads: int
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, x, memory=None, *, key_mask=None, causal: bool = False, train: bool):
@@ -132,7 +135,7 @@ class Attention(nn.Module):
                                         kernel_init=XAVIER, name=name)
     q, k, v = proj('query')(x), proj('key')(memory), proj('value')(memory)
     mask = None if key_mask is None else (key_mask > 0)[:, None, None, :]
-    y = attention.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+    y = self.attention_fn(q, k, v, mask=mask, is_causal=causal)
     y = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, kernel_init=XAVIER,
                         name='out')(y)
     return nn.Dropout(self.dropout)(y, deterministic=not train)
@@ -144,12 +147,13 @@ class EncoderLayer(nn.Module):
   mlp_dim: int
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, x, mask, *, train: bool):
     norm = lambda name: nn.LayerNorm(dtype=self.dtype, name=name)
-    x = x + Attention(self.num_heads, self.dropout, self.dtype, name='self_attn')(
-        norm('norm1')(x), key_mask=mask, train=train)
+    x = x + Attention(self.num_heads, self.dropout, self.dtype, self.attention_fn,
+                      name='self_attn')(norm('norm1')(x), key_mask=mask, train=train)
     return x + FeedForward(self.mlp_dim, self.dropout, self.dtype, name='mlp')(
         norm('norm2')(x), train=train)
 
@@ -160,14 +164,16 @@ class DecoderLayer(nn.Module):
   mlp_dim: int
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, y, memory, memory_mask, *, train: bool):
     norm = lambda name: nn.LayerNorm(dtype=self.dtype, name=name)
-    y = y + Attention(self.num_heads, self.dropout, self.dtype, name='self_attn')(
-        norm('norm1')(y), causal=True, train=train)
-    y = y + Attention(self.num_heads, self.dropout, self.dtype, name='cross_attn')(
-        norm('norm2')(y), memory, key_mask=memory_mask, train=train)
+    y = y + Attention(self.num_heads, self.dropout, self.dtype, self.attention_fn,
+                      name='self_attn')(norm('norm1')(y), causal=True, train=train)
+    y = y + Attention(self.num_heads, self.dropout, self.dtype, self.attention_fn,
+                      name='cross_attn')(norm('norm2')(y), memory, key_mask=memory_mask,
+                                         train=train)
     return y + FeedForward(self.mlp_dim, self.dropout, self.dtype, name='mlp')(
         norm('norm3')(y), train=train)
 
@@ -180,6 +186,7 @@ class TransformerEncoder(nn.Module):
   mlp_dim: int
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, x, mask, *, train: bool):
@@ -187,7 +194,7 @@ class TransformerEncoder(nn.Module):
     x = x + jnp.asarray(sinusoidal(x.shape[1], self.width), self.dtype)[None]
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     for i in range(self.num_layers):
-      x = EncoderLayer(self.num_heads, self.mlp_dim, self.dropout, self.dtype,
+      x = EncoderLayer(self.num_heads, self.mlp_dim, self.dropout, self.dtype, self.attention_fn,
                        name=f'layer_{i}')(x, mask, train=train)
     return nn.LayerNorm(dtype=self.dtype, name='final_norm')(x)
 

@@ -1,8 +1,8 @@
 """Causal pre-norm Transformer language model with tied input/output embeddings.
 
 Token embedding + learned or sinusoidal positions -> L pre-norm causal blocks -> LayerNorm ->
-logits through the transposed embedding (+ bias). Attention is ``attention.dot_product_attention``
-with ``is_causal``. Padding sits at the end of sequences, so causal attention already keeps it
+logits through the transposed embedding (+ bias). Attention is the builder's ``attention_fn``
+(models/attention.py: ``kernel``) with ``is_causal``. Padding sits at the end of sequences, so causal attention already keeps it
 from touching real positions.
 """
 
@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvelab import errors
+from models import attention
 from models import check_positive_ints
 from models import embeddings
 from models import lstm_lm
@@ -43,6 +44,7 @@ class TransformerLanguageModel(nn.Module):
   embedding_init: np.ndarray | None = None
   freeze_embeddings: bool = False
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   @nn.compact
   def __call__(self, inputs, *, train: bool):
@@ -58,7 +60,8 @@ class TransformerLanguageModel(nn.Module):
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     for i in range(self.num_layers):
       x = EncoderBlock(self.num_heads, self.mlp_dim, block='prenorm', dropout=self.dropout,
-                       dtype=self.dtype, causal=True, name=f'block_{i}')(x, train=train)
+                       dtype=self.dtype, causal=True, attention_fn=self.attention_fn,
+                       name=f'block_{i}')(x, train=train)
     x = nn.LayerNorm(dtype=self.dtype, name='final_norm')(x)
     bias = self.param('head_bias', nn.initializers.zeros, (self.vocab_size,))
     return embed.attend(x, bias)
@@ -80,8 +83,10 @@ def validate(model_config, *, example_shape=None) -> None:
     raise errors.ConfigError('model.freeze_embeddings=True needs model.embedding_path.')
 
 
-@register('transformer_lm', validator=validate)
-def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> TransformerLanguageModel:
+@register('transformer_lm', validator=validate, takes_attention=True)
+def build(model_config, *, num_outputs: int, dtype: str = 'float32',
+          attention_fn: attention.AttentionFn = attention.dot_product_attention,
+          ) -> TransformerLanguageModel:
   validate(model_config)
   return TransformerLanguageModel(
       vocab_size=num_outputs, num_layers=model_config.num_layers,
@@ -89,4 +94,5 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> Transfor
       mlp_dim=model_config.mlp_dim, dropout=model_config.dropout,
       positions=model_config.positions, max_length=model_config.max_length,
       embedding_init=lstm_lm.initial_embedding(model_config, num_outputs),
-      freeze_embeddings=model_config.freeze_embeddings, dtype=jnp.dtype(dtype))
+      freeze_embeddings=model_config.freeze_embeddings, dtype=jnp.dtype(dtype),
+      attention_fn=attention_fn)

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from curvelab import errors
+from models import attention
 from models import check_init
 from models import check_positive_ints
 from models import inits
@@ -38,6 +39,7 @@ class ViT(nn.Module):
     param_init: parameter initialisation (models/inits.py): ``reference`` draws as the study's
       PyTorch model, ``flax`` with Xavier kernels, zero biases and CLS, N(0, 0.02) positions.
     dtype: compute dtype; parameters stay float32.
+    attention_fn: every block's attention kernel (models/attention.py: ``kernel``).
   """
   num_classes: int
   patch_size: int = 4
@@ -51,6 +53,7 @@ class ViT(nn.Module):
   layer_norm_eps: float = 1e-5
   param_init: str = 'flax'
   dtype: jnp.dtype = jnp.float32
+  attention_fn: attention.AttentionFn = attention.dot_product_attention
 
   def _drop_path_rate(self, index: int) -> float:
     # Deeper blocks are dropped more often: early features feed everything after them.
@@ -76,7 +79,7 @@ class ViT(nn.Module):
       x = EncoderBlock(self.num_heads, self.mlp_dim, block=self.block, dropout=self.dropout,
                        layer_norm_eps=self.layer_norm_eps, dtype=self.dtype,
                        drop_path=self._drop_path_rate(i), param_init=self.param_init,
-                       name=f'block_{i}')(x, train=train)
+                       attention_fn=self.attention_fn, name=f'block_{i}')(x, train=train)
     x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name='head_norm')(x[:, 0])
     logits = nn.Dense(self.num_classes, dtype=self.dtype,
                       kernel_init=inits.dense_kernel(self.param_init, c,
@@ -112,8 +115,9 @@ def validate(model_config, *, example_shape: tuple | None = None) -> None:
             f'model.patch_size={model_config.patch_size}.')
 
 
-@register('vit', validator=validate)
-def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> ViT:
+@register('vit', validator=validate, takes_attention=True)
+def build(model_config, *, num_outputs: int, dtype: str = 'float32',
+          attention_fn: attention.AttentionFn = attention.dot_product_attention) -> ViT:
   validate(model_config)
   return ViT(num_classes=num_outputs, patch_size=model_config.patch_size,
              embed_dim=model_config.embed_dim, num_layers=model_config.num_layers,
@@ -121,4 +125,5 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32') -> ViT:
              block=model_config.block, dropout=model_config.dropout,
              drop_path=float(model_config.get('drop_path', 0.0)),
              layer_norm_eps=model_config.layer_norm_eps,
-             param_init=model_config.get('init', 'flax'), dtype=jnp.dtype(dtype))
+             param_init=model_config.get('init', 'flax'), dtype=jnp.dtype(dtype),
+             attention_fn=attention_fn)

@@ -8,7 +8,9 @@ import pytest
 from configs import cnn as cnn_configs
 from configs import lstm_lm as lstm_configs
 from configs import vit_prenorm
+from curvelab import build as build_lib
 from curvelab import plan as plan_lib
+from models import attention
 
 
 def _vit():
@@ -53,3 +55,26 @@ def test_configured_choices_are_kept_and_the_plan_is_one_line_and_json():
   assert set(p.to_json()) == {
       'backend', 'sequential_microbatches', 'concurrent_microbatches', 'steps_per_call',
       'input_mode', 'attention', 'conv', 'rnn_unroll', 'norm_reduction'}
+
+
+def test_a_forced_attention_is_kept_on_any_backend_and_unknown_names_are_refused():
+  config = _vit()
+  for forced, backend in (('xla', 'cpu'), ('head_major', 'gpu'), ('cudnn', 'gpu')):
+    p = plan_lib.resolve(config, has_model_state=False, backend=backend, device_count=1,
+                         attention=forced)
+    assert p.attention == plan_lib.resolve_attention(forced, backend) == forced
+  with pytest.raises(ValueError, match="attention implementation 'flash': choose from auto, xla, "
+                                       "cudnn, head_major"):
+    plan_lib.resolve_attention('flash')
+
+
+@pytest.mark.parametrize('forced', ['auto', 'xla', 'head_major'])
+def test_the_model_is_built_with_the_attention_the_plan_reports(forced):
+  """The build resolves the attention once, hands its kernel to the model and the plan reports it."""
+  config = build_lib.prepare_config(_vit())
+  setup = build_lib.build_without_data(config, num_outputs=10, attention=forced)
+  expected = attention.choose(forced)  # 'auto': the default backend's choice.
+  assert setup.attention == expected
+  assert setup.model.attention_fn is attention.kernel(expected)
+  p = plan_lib.resolve(config, has_model_state=False, attention=setup.attention)
+  assert p.attention == expected and p.to_json()['attention'] == expected
