@@ -29,7 +29,7 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   path = workdir / runfiles.CONFIG
   if not path.exists():
     raise errors.ResumeError(f'{workdir} has no {runfiles.CONFIG}: not a curvelab run workdir.')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return ml_collections.ConfigDict(runfiles.read_config(path))
 
 
 def evaluate_checkpoint(workdir: str, *, split: str = 'test', checkpoint: str = 'best') -> dict:
@@ -54,7 +54,7 @@ def evaluate_checkpoint(workdir: str, *, split: str = 'test', checkpoint: str = 
   else:
     from input_pipeline import sources  # pylint: disable=g-import-not-at-top
     data = sources.load(config.dataset, split, field='--split')
-  example = next(pipeline.eval_batches(data, global_batch=config.eval_batch_size,
+  example = next(pipeline.eval_batches(data, global_batch=config.loop.eval_batch_size,
                                        preprocess=setup.data.eval_preprocess,
                                        process_index=jax.process_index(),
                                        process_count=jax.process_count()))

@@ -2,7 +2,7 @@ r"""Trains and evaluates one run: ``train_and_evaluate(config, workdir)``.
 
 Usage:
   python train.py --config=configs/vit_prenorm.py:layers=6,optimizer=adamw --workdir=runs/exp6 \
-      [--config.num_epochs=20 --config.learning_rate=1e-3 ...]
+      [--config.loop.num_epochs=20 --config.optimizer.learning_rate=1e-3 ...]
 
 Running the same command again in the same workdir resumes from the latest checkpoint and
 reproduces the history of an uninterrupted run. See README.md for the files a run writes.
@@ -91,10 +91,10 @@ def _run(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Exit
 
 def _load_splits(setup: build_lib.Setup) -> dict:
   splits = {role: setup.data.load(role) for role in ('train', 'val', 'test')}
-  if setup.config.sanity_examples > 0:
-    n = int(setup.config.sanity_examples)
+  if setup.config.sanity.examples > 0:
+    n = int(setup.config.sanity.examples)
     if len(splits['train']) < n:
-      raise errors.ConfigError(f'sanity_examples={n} exceeds the training split '
+      raise errors.ConfigError(f'sanity.examples={n} exceeds the training split '
                                f'({len(splits["train"])} examples).')
     splits['train'] = splits['train'].head(n)
     splits['val'] = splits['train']  # Memorisation is judged on the examples themselves.
@@ -106,21 +106,21 @@ def _start(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Ex
   config = setup.config
   splits = _load_splits(setup)
   num_train = len(splits['train'])
-  steps_per_epoch = durations.steps_per_epoch(num_examples=num_train, batch_size=config.batch_size)
+  steps_per_epoch = durations.steps_per_epoch(num_examples=num_train, batch_size=config.loop.batch_size)
   cadence = durations.make_cadence(config, steps_per_epoch=steps_per_epoch)
   tx, schedule = optim.make_optimizer(config, steps_per_epoch=steps_per_epoch)
   train_ds = pipeline.train_dataset(
-      splits['train'], global_batch=config.batch_size, num_epochs=cadence.num_epochs,
+      splits['train'], global_batch=config.loop.batch_size, num_epochs=cadence.num_epochs,
       seed=config.seed, preprocess=setup.data.train_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count())
   example_train = train_ds[0]
   example_eval = next(pipeline.eval_batches(
-      splits['val'], global_batch=config.eval_batch_size, preprocess=setup.data.eval_preprocess,
+      splits['val'], global_batch=config.loop.eval_batch_size, preprocess=setup.data.eval_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count()))
   resume.check_vocabulary(setup, workdir)
   checkpointer = ckpt_lib.Checkpointer(workdir / 'checkpoints', best_metric=setup.best_metric,
                                        best_mode=setup.best_mode,
-                                       keep_latest=config.checkpoint_keep_latest)
+                                       keep_latest=config.loop.checkpoint_keep_latest)
   cleanup.callback(checkpointer.close)
   resume.check_shapes(setup, workdir, checkpointer, example_train)
   initial = build_lib.init_state(setup, tx, example_train)
@@ -138,7 +138,7 @@ def _start(setup: build_lib.Setup, workdir: pathlib.Path, cleanup: contextlib.Ex
              if r.get('epoch', 0) <= position.meta['epoch']]
   runfiles.write_history(workdir, history)
   runfiles.write_json(workdir / runfiles.CONFIG, config.to_dict())
-  writer = writers.create(config.metric_writer, str(workdir), is_writer=runfiles.is_writer())
+  writer = writers.create(config.loop.metric_writer, str(workdir), is_writer=runfiles.is_writer())
   cleanup.callback(writer.close)  # Before the checkpointer's close (callbacks run last first).
 
   def make_feeder(data_state):
@@ -163,13 +163,13 @@ def _compile(setup, tx, initial, example_train, example_eval, splits, cadence) -
   train_step, eval_step, empty_train, empty_eval, compile_s = compiled.compile_steps(
       setup, tx, initial, example_train, example_eval)
   device_images, val_eval = None, None
-  if config.input_mode == 'device':
+  if config.speed.input_mode == 'device':
     device_images = setup.data.device_loader(splits['train'], train=True, seed=config.seed)
     val_eval = evaluation.DeviceEvaluator(setup, splits['val'], initial, empty_eval)
     compile_s += val_eval.compile_s
   advance = compiled.Advancer(setup, tx, initial, empty_train, train_step,
                               example_batch=example_train, device_images=device_images)
-  chunk, per_epoch = int(config.steps_per_call), cadence.steps_per_epoch
+  chunk, per_epoch = int(config.speed.steps_per_call), cadence.steps_per_epoch
   advance.prepare([min(chunk, per_epoch)] + ([per_epoch % chunk] if per_epoch % chunk else []))
   return {'eval_step': eval_step, 'empty_train': empty_train, 'empty_eval': empty_eval,
           'val_eval': val_eval, 'advance': advance, 'compile_s': compile_s + advance.compile_s}
@@ -178,9 +178,9 @@ def _compile(setup, tx, initial, example_train, example_eval, splits, cadence) -
 def _make_feeder(setup: build_lib.Setup, train_ds, data_state, *, num_epochs: int,
                  num_train: int):
   """The training input for the config's ``input_mode``, positioned at ``data_state``."""
-  if setup.config.input_mode == 'device':
+  if setup.config.speed.input_mode == 'device':
     from input_pipeline import device as device_lib  # pylint: disable=g-import-not-at-top
-    order = device_lib.EpochOrder(num_train, global_batch=setup.config.batch_size,
+    order = device_lib.EpochOrder(num_train, global_batch=setup.config.loop.batch_size,
                                   num_epochs=num_epochs, seed=setup.config.seed)
     return feeders.DeviceFeeder(order, data_state, setup.mesh)
   return feeders.HostFeeder(train_ds, data_state, setup.mesh)
@@ -218,7 +218,7 @@ def _train_epoch(run: epoch_end.Run, progress, *, epoch: int, step: int, started
   A stop signal mid-epoch saves a checkpoint with the metric accumulators and the epoch's elapsed
   time, so the resumed epoch reports exactly what an uninterrupted one would.
   """
-  chunk, epoch_end_step = int(run.setup.config.steps_per_call), epoch * run.cadence.steps_per_epoch
+  chunk, epoch_end_step = int(run.setup.config.speed.steps_per_call), epoch * run.cadence.steps_per_epoch
   position, in_flight = run.position, None
   progress.reset(step)
   while step < epoch_end_step:

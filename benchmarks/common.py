@@ -79,7 +79,7 @@ def compile_train_step(config, batch: dict, *, num_outputs: int,
   ``attention_impl`` forces an attention implementation (``attention.IMPLEMENTATIONS``) on the
   model built; 'auto' picks by backend, as training does.
   """
-  config.metric_writer = 'events'  # Nothing is written; this keeps TensorFlow optional here.
+  config.loop.metric_writer = 'events'  # Nothing is written; this keeps TensorFlow optional here.
   config = build_lib.prepare_config(config)
   setup = build_lib.build_without_data(config, num_outputs=num_outputs, attention=attention_impl)
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1000)
@@ -89,7 +89,7 @@ def compile_train_step(config, batch: dict, *, num_outputs: int,
   # every backend; XLA's cost analysis is not (it undercounts GPU library calls).
   python_step = compiled.make_train_step(setup, tx, state)
   flops = float(flops_lib.count(python_step.single, state, batch))
-  k = int(config.steps_per_call)
+  k = int(config.speed.steps_per_call)
   if k > 1:
     # Several optimizer steps per compiled call: the loop's Advancer, on a stacked batch.
     advance = compiled.Advancer(setup, tx, state, empty, train_step, example_batch=batch)
@@ -108,7 +108,7 @@ def compile_train_step(config, batch: dict, *, num_outputs: int,
     state, metrics = call(state, metrics)
   jax.block_until_ready(state)
   return CompiledStep(state=state, metrics=metrics, call=call, steps_per_call=k,
-                      params=state_lib.count_params(state.params), batch=config.batch_size,
+                      params=state_lib.count_params(state.params), batch=config.loop.batch_size,
                       flops_per_step=flops, compile_s=compile_s,
                       microbatches=compiled.microbatching(setup, state))
 
@@ -204,11 +204,11 @@ def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
 def configure(config, args):
   """Applies :func:`add_step_flags`' flags to ``config``; ``--set`` comes last and wins."""
   if args.dtype:
-    config.compute_dtype = args.dtype
+    config.speed.compute_dtype = args.dtype
   if args.batch_size:
-    config.batch_size = args.batch_size
+    config.loop.batch_size = args.batch_size
   if args.steps_per_call:
-    config.steps_per_call = args.steps_per_call
+    config.speed.steps_per_call = args.steps_per_call
   return apply_overrides(config, args.set)
 
 
@@ -272,12 +272,12 @@ def make_batch(args, config) -> tuple[dict, int]:
   """A synthetic batch for ``config`` as :func:`add_input_flags` chose, and the output count."""
   if args.input == 'tokens':
     vocab = args.vocab or 33_278  # WikiText-2's.
-    return random_tokens(config.batch_size, config.dataset.sequence_length, vocab), vocab
+    return random_tokens(config.loop.batch_size, config.dataset.sequence_length, vocab), vocab
   if args.input == 'sequences':
     vocab = args.vocab or 1_000
-    return random_sequences(config.batch_size, frames=args.frames, features=args.features,
+    return random_sequences(config.loop.batch_size, frames=args.frames, features=args.features,
                             target_length=args.target_length, vocab=vocab), vocab
-  return random_images(config.batch_size), 10
+  return random_images(config.loop.batch_size), 10
 
 
 def select_runs(only: str, names: list[str]) -> set[str]:

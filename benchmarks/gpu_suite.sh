@@ -31,7 +31,7 @@ if [[ -n ${SMOKE:-} ]]; then
   STEP_SMOKE=(--steps=2 --repeats=1 --batch_size=16 --steps_per_call=2)
   LM_SMOKE=(--steps=1 --repeats=1 --vocab=2000)
   EPOCH_SMOKE=(--config.dataset.train_split=train[:256] --config.dataset.val_split=train[45000:45128]
-               --config.dataset.test_split=test[:128] --config.num_epochs=1 --config.batch_size=64)
+               --config.dataset.test_split=test[:128] --config.loop.num_epochs=1 --config.loop.batch_size=64)
 else
   STEP_SMOKE=() LM_SMOKE=() EPOCH_SMOKE=()
 fi
@@ -78,7 +78,7 @@ epoch_run() {
   local dir=/tmp/curvelab-suite-$name
   rm -rf "$dir"
   $PY train.py --config="$config" --workdir="$dir" --config.dataset.name=synthetic_cifar10 \
-    --config.input_mode=device --config.num_epochs=3 --config.metric_writer=events "$@" || return $?
+    --config.speed.input_mode=device --config.loop.num_epochs=3 --config.loop.metric_writer=events "$@" || return $?
   $PY - "$dir" <<'EOF'
 import json, sys
 for line in open(f'{sys.argv[1]}/history.jsonl'):
@@ -101,11 +101,11 @@ item vit7_head_major_f32 40 $PY benchmarks/vit_step.py --only=7 --steps=30 --rep
 item lstm_f32 60 $PY benchmarks/lm_step.py --only=lm1 --steps=10 --repeats=3 --torch "${LM_SMOKE[@]}"
 item lstm_bf16_unroll8 60 $PY benchmarks/lm_step.py --only=lm1 --steps=10 --repeats=3 \
   --dtype=bfloat16 --set=model.scan_unroll=8 --torch "${LM_SMOKE[@]}"
-item epoch_vit7_f32 90 epoch_run vit7_f32 $VIT7 --config.steps_per_call=16 "${EPOCH_SMOKE[@]}"
-item epoch_vit7_bf16 90 epoch_run vit7_bf16 $VIT7 --config.steps_per_call=16 \
-  --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
+item epoch_vit7_f32 90 epoch_run vit7_f32 $VIT7 --config.speed.steps_per_call=16 "${EPOCH_SMOKE[@]}"
+item epoch_vit7_bf16 90 epoch_run vit7_bf16 $VIT7 --config.speed.steps_per_call=16 \
+  --config.speed.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 item epoch_resnet20_bf16 80 epoch_run resnet20_bf16 configs/cnn.py:arch=resnet \
-  --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
+  --config.speed.steps_per_call=16 --config.speed.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 item vit_f32_scan16 50 $PY benchmarks/vit_step.py --only=7 --steps_per_call=16 --steps=64 \
   --repeats=5 "${STEP_SMOKE[@]}"
 item profile_vit7_f32 60 bash -c 'rm -rf /tmp/curvelab-suite-profile && \
@@ -119,7 +119,7 @@ item vit7_head_major_bf16_scan16 40 $PY benchmarks/vit_step.py --only=7 --dtype=
 item vit7_cudnn_bf16_scan16 40 $PY benchmarks/vit_step.py --only=7 --dtype=bfloat16 \
   --steps_per_call=16 --steps=64 --repeats=5 --attention=cudnn "${STEP_SMOKE[@]}"
 item epoch_resnet18_bf16 80 epoch_run resnet18_bf16 configs/cnn.py:arch=resnet18 \
-  --config.steps_per_call=16 --config.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
+  --config.speed.steps_per_call=16 --config.speed.compute_dtype=bfloat16 "${EPOCH_SMOKE[@]}"
 
 echo "=== summary (${SECONDS}s)" | tee -a "$LOG"
 printf '%s\n' "${SUMMARY[@]}" | tee -a "$LOG"

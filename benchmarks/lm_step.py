@@ -45,23 +45,23 @@ def main() -> None:
       continue
     config = module.get_config(variant)
     common.configure(config, args)
-    batch = common.random_tokens(config.batch_size, config.dataset.sequence_length, args.vocab)
+    batch = common.random_tokens(config.loop.batch_size, config.dataset.sequence_length, args.vocab)
     baseline, baseline_error = None, ''
     if args.torch and module is lstm_lm:
       from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
       try:
         baseline, _, _ = torch_baseline.lstm_stepper(
-            config.model.num_layers, config.optimizer, vocab=args.vocab, batch=config.batch_size,
-            length=config.dataset.sequence_length, dtype=config.compute_dtype)
+            config.model.num_layers, config.optimizer.name, vocab=args.vocab, batch=config.loop.batch_size,
+            length=config.dataset.sequence_length, dtype=config.speed.compute_dtype)
       except RuntimeError as exc:  # E.g. PyTorch's CPU LSTM has no bfloat16 kernel.
         baseline_error = f'failed: {str(exc).splitlines()[0][:60]}'
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
                                repeats=args.repeats, attention_impl=args.attention,
                                baseline=baseline)
-    tokens = config.batch_size * config.dataset.sequence_length
+    tokens = config.loop.batch_size * config.dataset.sequence_length
     row = {'run': name, 'config': f'{module.__name__.split(".")[-1]}:{variant}',
-           'batch': f'{config.batch_size} x {config.dataset.sequence_length}',
-           'dtype': config.compute_dtype,
+           'batch': f'{config.loop.batch_size} x {config.dataset.sequence_length}',
+           'dtype': config.speed.compute_dtype,
            'params': f'{t.params:,}', 'tokens/s': f'{tokens / t.step_s:,.0f}',
            's/epoch': f'{EPOCH_TOKENS / tokens * t.step_s:.1f}', 'compile_s': f'{t.compile_s:.1f}',
            'peak_mem': f'{t.peak_memory_bytes / 2**20:.0f} MiB' if t.peak_memory_bytes else 'n/a'}

@@ -6,7 +6,7 @@ Usage:
   python benchmarks/microbatch_sweep.py --config=configs/transformer_lm.py --input=tokens \
       --sizes=0,4,2,1 --steps=1 --repeats=4
 
-Compiles train.py's step once per size (``config.cpu_microbatch_size``; 0 = no CPU split), then
+Compiles train.py's step once per size (``config.speed.cpu_microbatch_size``; 0 = no CPU split), then
 times them in rounds: one repeat of each size in turn, ``--repeats`` rounds. The machine's speed
 drifts by 10 % and more within minutes (other tenants); interleaving puts that drift on every size
 alike, so the medians compare. Prints, per size: the micro-batches the step runs (sequential x
@@ -51,7 +51,7 @@ def main() -> None:
   compiled = {}
   for size in sizes:
     config = common.configure(common.load_config(args.config), args)
-    config.cpu_microbatch_size = size
+    config.speed.cpu_microbatch_size = size
     batch, num_outputs = common.make_batch(args, config)
     compiled[size] = common.compile_train_step(config, batch, num_outputs=num_outputs,
                                                attention_impl=args.attention)

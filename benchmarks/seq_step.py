@@ -48,7 +48,7 @@ def main() -> None:
     config = module.get_config(variant)
     config.doctor.enabled = False
     common.configure(config, args)
-    batch = common.random_sequences(config.batch_size, frames=args.frames,
+    batch = common.random_sequences(config.loop.batch_size, frames=args.frames,
                                     features=args.features, target_length=args.target_length,
                                     vocab=args.vocab)
     t = common.time_train_step(name, config, batch, num_outputs=args.vocab, steps=args.steps,
@@ -56,7 +56,7 @@ def main() -> None:
     real_frames = float(batch['input_mask'].sum())
     real_tokens = float(batch['target_mask'].sum())
     config_name = module.__name__.split('.')[-1] + (f':{variant}' if variant else '')
-    row = {'run': name, 'config': config_name, 'dtype': config.compute_dtype,
+    row = {'run': name, 'config': config_name, 'dtype': config.speed.compute_dtype,
            'params': f'{t.params:,}', 'batch': t.batch, 'step_ms': f'{1e3 * t.step_s:.1f}',
            'frames/s': f'{real_frames / t.step_s:,.0f}',
            'tokens/s': f'{real_tokens / t.step_s:,.0f}', 'compile_s': f'{t.compile_s:.1f}',

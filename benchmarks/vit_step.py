@@ -49,13 +49,13 @@ def main() -> None:
       continue
     config = module.get_config(variant)
     common.configure(config, args)
-    batch = common.random_images(config.batch_size)
+    batch = common.random_images(config.loop.batch_size)
     baseline = None
     if args.torch:
       from benchmarks import torch_baseline  # pylint: disable=g-import-not-at-top
       baseline, pt_params, _ = torch_baseline.vit_stepper(
-          config.model.num_layers, config.model.block, config.optimizer, batch=config.batch_size,
-          dtype=config.compute_dtype)
+          config.model.num_layers, config.model.block, config.optimizer.name, batch=config.loop.batch_size,
+          dtype=config.speed.compute_dtype)
     t = common.time_train_step(f'exp{exp}', config, batch, num_outputs=10, steps=args.steps,
                                repeats=args.repeats, attention_impl=args.attention,
                                baseline=baseline)
@@ -68,16 +68,16 @@ def main() -> None:
       row['GFLOP/step'] = f'{t.flops_per_step / 1e9:.1f}'
       row['TFLOP/s'] = f'{tflops:.2f}'
       if peaks:
-        row['MFU'] = f'{100 * tflops * 1e12 / peaks[config.compute_dtype != "bfloat16"]:.1f}%'
+        row['MFU'] = f'{100 * tflops * 1e12 / peaks[config.speed.compute_dtype != "bfloat16"]:.1f}%'
     row['peak_mem'] = (f'{t.peak_memory_bytes / 2**20:.0f} MiB' if t.peak_memory_bytes
                        else 'n/a')
     if args.torch:
       assert pt_params == t.params, (pt_params, t.params)
-      row['torch ex/s'] = f'{config.batch_size / t.baseline_step_s:,.0f}'
+      row['torch ex/s'] = f'{config.loop.batch_size / t.baseline_step_s:,.0f}'
       row['speedup'] = f'{t.baseline_step_s / t.step_s:.2f}x'
     rows.append(row)
     print(f'  measured exp{exp}', file=sys.stderr, flush=True)
-  print(f'ViT train step, batch {config.batch_size}, {config.compute_dtype}, on '
+  print(f'ViT train step, batch {config.loop.batch_size}, {config.speed.compute_dtype}, on '
         f'{common.device_line()}')
   common.print_table(rows, ['exp', 'config', 'params', 'examples/s', 's/epoch', 'GFLOP/step',
                             'TFLOP/s', 'MFU', 'peak_mem', 'compile_s', 'torch ex/s', 'speedup'])

@@ -54,13 +54,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.embed_size = 128  # Token embedding width.
   m.attention_size = 128  # Additive attention width (attention only).
   m.dropout = 0.0 if arch == 'baseline' else 0.3  # Dropout (also the Transformer's).
-  c.label_smoothing = 0.0 if arch == 'baseline' else 0.1
-  c.learning_rate, c.warmup_epochs, c.num_epochs = RECIPES[arch]
-  c.lr_schedule = 'constant' if arch == 'baseline' else 'cosine'
-  c.batch_size = 32
+  c.task.label_smoothing = 0.0 if arch == 'baseline' else 0.1
+  c.optimizer.learning_rate, c.schedule.warmup_epochs, c.loop.num_epochs = RECIPES[arch]
+  c.schedule.name = 'constant' if arch == 'baseline' else 'cosine'
+  c.loop.batch_size = 32
   # CPU micro-batches: the Transformer keeps seq2seq_transformer's 4 (1.22x here); the LSTM
   # architectures none, as recurrent matmuls slow with fewer sequences (docs/benchmarks.md).
-  c.cpu_microbatch_size = c.cpu_microbatch_size if arch == 'transformer' else 0
+  c.speed.cpu_microbatch_size = c.speed.cpu_microbatch_size if arch == 'transformer' else 0
   if arch == 'transformer':
     m.dropout = 0.3
   if args['tiny']:
@@ -68,4 +68,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     m.conv_channels, m.hidden_size, m.embed_size, m.attention_size = 32, 32, 16, 16
     m.d_model, m.num_heads, m.mlp_dim, m.encoder_layers, m.decoder_layers = 32, 2, 64, 1, 1
     m.dropout = 0.0
-  return c
+  return common.finish(c, args)

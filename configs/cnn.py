@@ -116,18 +116,18 @@ def cnn_recipe(c: ml_collections.ConfigDict, *, arch: str) -> ml_collections.Con
   c.dataset.augment.crop = False  # The resized crop of the ViT recipe is replaced by ...
   c.dataset.augment.pad_crop = 4  # ... the CIFAR standard: shifts of up to 4 pixels.
   c.dataset.augment.flip = True
-  c.optimizer = 'momentum'  # SGD with heavy-ball momentum (PyTorch semantics).
-  c.momentum = 0.9
-  c.learning_rate = 0.1  # Peak, reached after the warmup.
-  c.warmup_epochs = 1.0  # A short ramp keeps the first steps of a fresh BatchNorm net stable.
-  c.lr_schedule = 'cosine'
-  c.final_lr_ratio = 0.0
-  c.weight_decay = 5e-4  # L2 added to the gradient, on every parameter (as in the usual recipe).
-  c.weight_decay_on = 'all'
-  c.label_smoothing = 0.0
-  c.batch_size = 128
-  c.num_epochs = 200 if arch == 'resnet18' else 180
-  c.log_every_steps = 100
+  c.optimizer.name = 'momentum'  # SGD with heavy-ball momentum (PyTorch semantics).
+  c.optimizer.momentum = 0.9
+  c.optimizer.learning_rate = 0.1  # Peak, reached after the warmup.
+  c.schedule.warmup_epochs = 1.0  # A short ramp keeps the first steps of a fresh BatchNorm net stable.
+  c.schedule.name = 'cosine'
+  c.schedule.final_lr_ratio = 0.0
+  c.optimizer.weight_decay = 5e-4  # L2 added to the gradient, on every parameter (as in the usual recipe).
+  c.optimizer.weight_decay_on = 'all'
+  c.task.label_smoothing = 0.0
+  c.loop.batch_size = 128
+  c.loop.num_epochs = 200 if arch == 'resnet18' else 180
+  c.loop.log_every_steps = 100
   return c
 
 
@@ -145,19 +145,19 @@ def fast_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.dataset.augment.flip = True
   # input_mode stays 'host': on the CPU the device path's gather and per-image shifts halved the
   # step rate (81 against 152 examples/s, docs/recipes.md), while grain's worker keeps up.
-  c.optimizer = 'momentum'
-  c.momentum = 0.9
-  c.nesterov = True
-  c.learning_rate = 0.4  # Peak, with the 1/8 logit scale (Page's ResNet-9 pairing).
-  c.lr_schedule = 'linear'
-  c.warmup_epochs = 2.0  # The triangle's peak at a fifth of the run.
-  c.final_lr_ratio = 0.0
-  c.weight_decay = 5e-4  # L2 added to the gradient, every parameter.
-  c.weight_decay_on = 'all'
-  c.label_smoothing = 0.2
-  c.batch_size = 512
-  c.num_epochs = 10  # 4-5 minutes each on the 2-core CPU (results/cpu_cnn/).
-  c.log_every_steps = 20
+  c.optimizer.name = 'momentum'
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = True
+  c.optimizer.learning_rate = 0.4  # Peak, with the 1/8 logit scale (Page's ResNet-9 pairing).
+  c.schedule.name = 'linear'
+  c.schedule.warmup_epochs = 2.0  # The triangle's peak at a fifth of the run.
+  c.schedule.final_lr_ratio = 0.0
+  c.optimizer.weight_decay = 5e-4  # L2 added to the gradient, every parameter.
+  c.optimizer.weight_decay_on = 'all'
+  c.task.label_smoothing = 0.2
+  c.loop.batch_size = 512
+  c.loop.num_epochs = 10  # 4-5 minutes each on the 2-core CPU (results/cpu_cnn/).
+  c.loop.log_every_steps = 20
   return c
 
 
@@ -178,16 +178,16 @@ def make_tiny(c: ml_collections.ConfigDict, *, arch: str) -> ml_collections.Conf
     c.model.growth_rate, c.model.layers_per_block, c.model.bottleneck = 8, (2, 2), 2
   elif arch == 'fast':
     c.model.widths, c.model.stem_width = (16, 32), 8
-    c.input_mode = 'host'
-    c.label_smoothing = 0.0
+    c.speed.input_mode = 'host'
+    c.task.label_smoothing = 0.0
   else:
     c.model.stage_widths, c.model.blocks_per_stage = (16, 16), (1, 1)
   # The fast CNN keeps its own peak: its logits are scaled by 1/8, and 0.05 leaves it at 69 %.
-  c.learning_rate = 0.4 if arch == 'fast' else 0.05
-  c.warmup_epochs = 0.0
-  c.batch_size = 64
-  c.num_epochs = 8
-  c.log_every_steps = 0
+  c.optimizer.learning_rate = 0.4 if arch == 'fast' else 0.05
+  c.schedule.warmup_epochs = 0.0
+  c.loop.batch_size = 64
+  c.loop.num_epochs = 8
+  c.loop.log_every_steps = 0
   return c
 
 
@@ -201,4 +201,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cnn_recipe(c, arch=args['arch'])
   if args['tiny']:
     make_tiny(c, arch=args['arch'])
-  return c
+  return common.finish(c, args)

@@ -2,8 +2,7 @@ r"""CTC recogniser with a BiLSTM encoder (the sign-language gloss recipe); digit
 
 Run:
   python train.py --config=configs/ctc_bilstm.py --workdir=runs/ctc_bilstm
-  python train.py --config=configs/ctc_bilstm.py --workdir=runs/ctc_sanity \
-      --config.sanity_examples=5
+  python train.py --config=configs/ctc_bilstm.py:sanity=5 --workdir=runs/ctc_sanity
 
 Your own data: ``--config.dataset.name=folder`` (or ``npz_shards``) with
 ``--config.dataset.train_path=... --config.dataset.val_path=... --config.dataset.test_path=...``
@@ -96,15 +95,15 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Seconds on a CPU: a few hundred short strips, small batches, a few epochs, no doctor."""
   c.dataset.num_train, c.dataset.num_val, c.dataset.num_test = 256, 64, 64
   c.dataset.min_digits, c.dataset.max_digits = 3, 5
-  c.batch_size = 32
-  c.grad_accum_steps = 1
-  c.num_epochs = 3
-  c.warmup_epochs = 0.0
-  c.lr_schedule = 'constant'
-  c.learning_rate = 3e-3
-  c.early_stopping_patience = 0
-  c.log_every_steps = 0
-  c.checkpoint_every_epochs = 1000
+  c.loop.batch_size = 32
+  c.speed.grad_accum_steps = 1
+  c.loop.num_epochs = 3
+  c.schedule.warmup_epochs = 0.0
+  c.schedule.name = 'constant'
+  c.optimizer.learning_rate = 3e-3
+  c.stopping.patience = 0
+  c.loop.log_every_steps = 0
+  c.loop.checkpoint_every_epochs = 1000
   c.doctor.enabled = False
   c.task.decoder = 'greedy'
   c.dataset.augment = augment_section()
@@ -126,21 +125,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.num_layers = 2  # Encoder layers (BiLSTM layers).
   m.hidden_size = 192  # LSTM width per direction.
   m.dropout = 0.3  # Dropout after the front-end and between encoder layers.
-  c.optimizer = 'adamw'
-  c.learning_rate = 3e-4
-  c.weight_decay = 1e-4
-  c.weight_decay_on = 'matrices'  # No decay on biases and LayerNorm scales.
-  c.lr_schedule = 'cosine'
-  c.warmup_epochs = 2.0
-  c.final_lr_ratio = 0.01
-  c.grad_clip_norm = 1.0
-  c.grad_accum_steps = 2
-  c.batch_size = 32
-  c.num_epochs = 150
-  c.early_stopping_patience = 15
-  c.label_smoothing = 0.0  # Unused by CTC.
-  c.log_every_steps = 0
+  c.optimizer.name = 'adamw'
+  c.optimizer.learning_rate = 3e-4
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.weight_decay_on = 'matrices'  # No decay on biases and LayerNorm scales.
+  c.schedule.name = 'cosine'
+  c.schedule.warmup_epochs = 2.0
+  c.schedule.final_lr_ratio = 0.01
+  c.optimizer.grad_clip_norm = 1.0
+  c.speed.grad_accum_steps = 2
+  c.loop.batch_size = 32
+  c.loop.num_epochs = 150
+  c.stopping.patience = 15
+  c.task.label_smoothing = 0.0  # Unused by CTC.
+  c.loop.log_every_steps = 0
   if args['tiny']:
     make_tiny(c)
     m.conv_channels, m.hidden_size, m.num_layers, m.dropout = 32, 64, 1, 0.0
-  return c
+  return common.finish(c, args)

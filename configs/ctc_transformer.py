@@ -27,13 +27,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.num_heads = 4  # Attention heads (must divide hidden_size).
   m.mlp_dim = 1024  # Feed-forward width of each layer.
   m.dropout = 0.3  # Dropout on the front-end output, attention and feed-forward outputs.
-  c.warmup_epochs = 5.0  # Transformers need a longer warmup than the BiLSTM.
+  c.schedule.warmup_epochs = 5.0  # Transformers need a longer warmup than the BiLSTM.
   # Sequences per micro-batch on CPUs: the step measured 15 % faster at 2 than at 8, 5 % at 4
   # (256-frame inputs; docs/benchmarks.md). The BiLSTM keeps 0 (not measured; the LSTM LM's
   # recurrent matmuls slowed with fewer sequences).
-  c.cpu_microbatch_size = 2
+  c.speed.cpu_microbatch_size = 2
   if args['tiny']:
     ctc_bilstm.make_tiny(c)
     m.conv_channels, m.hidden_size, m.num_heads, m.mlp_dim, m.num_layers = 32, 32, 2, 64, 2
     m.dropout = 0.0
-  return c
+  return common.finish(c, args)

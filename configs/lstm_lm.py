@@ -47,9 +47,9 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.dataset.name = 'text_files'
   c.dataset.tokenizer = 'char'
   c.dataset.sequence_length = 32
-  c.batch_size = 8
-  c.num_epochs = 2
-  c.log_every_steps = 0
+  c.loop.batch_size = 8
+  c.loop.num_epochs = 2
+  c.loop.log_every_steps = 0
   return c
 
 
@@ -71,15 +71,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # nn.LSTM and nn.Linear U(+-1/sqrt(fan_in)); 'flax' is N(0, 1/sqrt(E)) embeddings, LeCun-normal
   # and orthogonal LSTM kernels, zero biases.
   m.init = 'reference'
-  c.optimizer = args['optimizer']
-  c.learning_rate = 1e-3
-  c.weight_decay = 5e-4
-  c.momentum = 0.9
-  c.batch_size = 16
-  c.num_epochs = 10
-  c.label_smoothing = 0.0  # Smoothing of the training objective (reported loss is the NLL).
+  c.optimizer.name = args['optimizer']
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.momentum = 0.9
+  c.loop.batch_size = 16
+  c.loop.num_epochs = 10
+  c.task.label_smoothing = 0.0  # Smoothing of the training objective (reported loss is the NLL).
   if args['tiny']:
     make_tiny(c)
     m.hidden_size, m.embed_size = 64, 32
     m.init = 'flax'  # The tiny runs the tests pin keep the initialisation they were tuned with.
-  return c
+  return common.finish(c, args)

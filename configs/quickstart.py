@@ -21,13 +21,13 @@ def get_config(arg: str | None = None):
   c.model.embed_dim = 64  # Width of the tokens; 16 patches of 2x2 + CLS.
   c.model.mlp_dim = 128
   c.dataset.augment.crop = True  # Mild random resized crops (scale 0.8-1) help with 1,200 images.
-  c.optimizer = 'adamw'
-  c.learning_rate = 2e-3
-  c.weight_decay = 1e-4
-  c.lr_schedule = 'cosine'
-  c.warmup_epochs = 2.0
-  c.batch_size = 64
-  c.num_epochs = args['epochs']
-  c.log_every_steps = 0  # Epochs are short; per-epoch lines are enough.
-  c.checkpoint_every_epochs = 10  # Plus every new best, which the loop always saves.
-  return c
+  c.optimizer.name = 'adamw'
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.weight_decay = 1e-4
+  c.schedule.name = 'cosine'
+  c.schedule.warmup_epochs = 2.0
+  c.loop.batch_size = 64
+  c.loop.num_epochs = args['epochs']
+  c.loop.log_every_steps = 0  # Epochs are short; per-epoch lines are enough.
+  c.loop.checkpoint_every_epochs = 10  # Plus every new best, which the loop always saves.
+  return common.finish(c, args)

@@ -2,8 +2,7 @@ r"""Encoder-decoder Transformer from feature sequences to text (the sign-to-text
 
 Run:
   python train.py --config=configs/seq2seq_transformer.py --workdir=runs/s2s
-  python train.py --config=configs/seq2seq_transformer.py --workdir=runs/s2s_sanity \
-      --config.sanity_examples=5
+  python train.py --config=configs/seq2seq_transformer.py:sanity=5 --workdir=runs/s2s_sanity
 
 Defaults: digit strips with spelled-out targets ("three one four"); d_model 256, 2 encoder +
 2 decoder pre-norm layers, 4 heads, feed-forward 1024, dropout 0.3, label smoothing 0.1, AdamW
@@ -47,7 +46,7 @@ def transformer_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """configs/ctc_bilstm.py's tiny run, without label smoothing and with greedy decoding."""
   ctc_bilstm.make_tiny(c)
-  c.label_smoothing = 0.0
+  c.task.label_smoothing = 0.0
   return c
 
 
@@ -60,24 +59,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m = c.model
   m.name = 'seq2seq_transformer'  # Registered model name (models/seq2seq.py).
   transformer_model(m)
-  c.label_smoothing = 0.1  # Smoothing of the training targets (the reported loss is the NLL).
-  c.optimizer = 'adamw'
-  c.learning_rate = 1e-4
-  c.final_lr_ratio = 0.01  # Cosine decay 1e-4 -> 1e-6.
-  c.lr_schedule = 'cosine'
-  c.warmup_epochs = 2.0
-  c.weight_decay = 1e-4
-  c.weight_decay_on = 'matrices'  # No decay on biases and LayerNorm scales.
-  c.grad_clip_norm = 1.0
-  c.batch_size = 64
+  c.task.label_smoothing = 0.1  # Smoothing of the training targets (the reported loss is the NLL).
+  c.optimizer.name = 'adamw'
+  c.optimizer.learning_rate = 1e-4
+  c.schedule.final_lr_ratio = 0.01  # Cosine decay 1e-4 -> 1e-6.
+  c.schedule.name = 'cosine'
+  c.schedule.warmup_epochs = 2.0
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.weight_decay_on = 'matrices'  # No decay on biases and LayerNorm scales.
+  c.optimizer.grad_clip_norm = 1.0
+  c.loop.batch_size = 64
   # Sequences per micro-batch on CPUs: the step measured 29 % faster at 4 than at 32, 22-23 % at
   # 8 or 2 (docs/benchmarks.md).
-  c.cpu_microbatch_size = 4
-  c.num_epochs = 100
-  c.early_stopping_patience = 15
-  c.log_every_steps = 0
+  c.speed.cpu_microbatch_size = 4
+  c.loop.num_epochs = 100
+  c.stopping.patience = 15
+  c.loop.log_every_steps = 0
   if args['tiny']:
     make_tiny(c)
     m.d_model, m.num_heads, m.mlp_dim, m.dropout = 32, 2, 64, 0.0
     m.encoder_layers, m.decoder_layers = 1, 1
-  return c
+  return common.finish(c, args)

@@ -27,12 +27,12 @@ def get_config(arg: str | None = None):
   m.mlp_dim = 2048  # Hidden width of each block's MLP.
   m.positions = 'learned'  # learned | sinusoidal.
   m.max_length = 1024  # Longest sequence the position table covers.
-  c.warmup_epochs = 0.5  # Transformers need warmup where LSTMs do not.
-  c.lr_schedule = 'cosine'
+  c.schedule.warmup_epochs = 0.5  # Transformers need warmup where LSTMs do not.
+  c.schedule.name = 'cosine'
   # Sequences per micro-batch on CPUs: the step measured 12-13 % faster at 2 than at 8, and 5-6 %
   # at 1 or 4 (docs/benchmarks.md). The LSTM keeps 0: its recurrent matmuls slow with fewer rows.
-  c.cpu_microbatch_size = 2
+  c.speed.cpu_microbatch_size = 2
   if args['tiny']:
     lstm_lm.make_tiny(c)
     m.embed_size, m.num_heads, m.mlp_dim, m.max_length = 32, 4, 64, 64
-  return c
+  return common.finish(c, args)

@@ -55,10 +55,10 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # A 32-wide model on 8x8 digits learns in seconds with the Flax initialisation; the reference
   # one's N(0, 1) positions outweigh its inputs at that width (tests pin these runs' behaviour).
   c.model.init = 'flax'
-  c.batch_size = 64
-  c.num_epochs = 2
-  c.learning_rate = 1e-3
-  c.log_every_steps = 0
+  c.loop.batch_size = 64
+  c.loop.num_epochs = 2
+  c.optimizer.learning_rate = 1e-3
+  c.loop.log_every_steps = 0
   return c
 
 
@@ -66,8 +66,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_args(arg, ARGS)
   c = common.base_config()
   c.model = vit_model(layers=args['layers'], block=args['block'])
-  c.optimizer = args['optimizer']
-  c.cpu_microbatch_size = CPU_MICROBATCH_SIZE  # Cache-sized micro-batches on CPUs (same update).
+  c.optimizer.name = args['optimizer']
+  c.speed.cpu_microbatch_size = CPU_MICROBATCH_SIZE  # Cache-sized micro-batches on CPUs (same update).
   if args['tiny']:
     make_tiny(c)
-  return c
+  return common.finish(c, args)

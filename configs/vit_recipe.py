@@ -39,19 +39,19 @@ def recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   aug.mix_switch_prob = 0.5  # ... chosen with equal odds.
   aug.mix_prob = 1.0
 
-  c.optimizer = 'adamw'  # Adam with decoupled weight decay.
-  c.learning_rate = 5e-4  # Peak, for batch 128.
-  c.weight_decay = 0.05
-  c.weight_decay_on = 'matrices'  # Biases and LayerNorm gains are not decayed.
-  c.lr_schedule = 'cosine'
-  c.warmup_epochs = 10.0  # Transformers need a gentle start without BatchNorm to steady them.
-  c.final_lr_ratio = 0.01
-  c.grad_clip_norm = 1.0
-  c.label_smoothing = 0.1  # Applied on top of the mixed targets.
-  c.batch_size = 128
-  c.num_epochs = 300
-  c.log_every_steps = 100
-  c.checkpoint_every_epochs = 10  # Plus every new best, which the loop always saves.
+  c.optimizer.name = 'adamw'  # Adam with decoupled weight decay.
+  c.optimizer.learning_rate = 5e-4  # Peak, for batch 128.
+  c.optimizer.weight_decay = 0.05
+  c.optimizer.weight_decay_on = 'matrices'  # Biases and LayerNorm gains are not decayed.
+  c.schedule.name = 'cosine'
+  c.schedule.warmup_epochs = 10.0  # Transformers need a gentle start without BatchNorm to steady them.
+  c.schedule.final_lr_ratio = 0.01
+  c.optimizer.grad_clip_norm = 1.0
+  c.task.label_smoothing = 0.1  # Applied on top of the mixed targets.
+  c.loop.batch_size = 128
+  c.loop.num_epochs = 300
+  c.loop.log_every_steps = 100
+  c.loop.checkpoint_every_epochs = 10  # Plus every new best, which the loop always saves.
   return c
 
 
@@ -59,9 +59,9 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks the recipe to a seconds-long CPU run on scikit-learn digits (augmentations kept)."""
   vit_prenorm.make_tiny(c)
   c.dataset.augment.pad_crop = 1  # One pixel of an 8x8 digit; flips stay off for digits.
-  c.warmup_epochs = 0.5
-  c.learning_rate = 1e-3
-  c.checkpoint_every_epochs = 1
+  c.schedule.warmup_epochs = 0.5
+  c.optimizer.learning_rate = 1e-3
+  c.loop.checkpoint_every_epochs = 1
   return c
 
 
@@ -72,8 +72,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.drop_path = 0.0  # Stochastic-depth rate of the last block (set by the recipe).
   # The recipe's own initialisation: Xavier kernels, zero biases, N(0, 0.02) positions.
   c.model.init = 'flax'
-  c.cpu_microbatch_size = vit_prenorm.CPU_MICROBATCH_SIZE  # Cache-sized micro-batches on CPUs.
+  c.speed.cpu_microbatch_size = vit_prenorm.CPU_MICROBATCH_SIZE  # Cache-sized micro-batches on CPUs.
   recipe(c)
   if args['tiny']:
     make_tiny(c)
-  return c
+  return common.finish(c, args)

@@ -22,32 +22,10 @@ import tasks
 
 
 def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A private, resolved copy of the config (sanity mode applied, defaults filled)."""
+  """A private, resolved copy of the config: ``loop.eval_batch_size`` 0 becomes the batch size."""
   config = ml_collections.ConfigDict(config.to_dict())
-  if config.eval_batch_size == 0:
-    config.eval_batch_size = config.batch_size
-  if config.sanity_examples > 0:
-    # Memorisation test: nothing may stand between the model and its five examples.
-    n = int(config.sanity_examples)
-    config.dataset.augment.flip = False
-    config.dataset.augment.crop = False
-    for field in ('pad_crop', 'randaugment_ops', 'mixup_alpha', 'cutmix_alpha'):
-      if field in config.dataset.augment:
-        config.dataset.augment[field] = type(config.dataset.augment[field])(0)
-    for field in ('dropout', 'drop_path'):
-      if field in config.model:
-        config.model[field] = 0.0
-    config.weight_decay = 0.0
-    config.label_smoothing = 0.0
-    config.batch_size = min(config.batch_size, n)
-    config.eval_batch_size = config.batch_size
-    config.grad_accum_steps = 1
-    config.num_epochs = int(config.sanity_max_epochs)
-    config.checkpoint_every_epochs = config.num_epochs
-    config.early_stopping_patience = 0
-    config.lr_schedule = 'constant'
-    config.warmup_epochs = 0.0
-    config.log_every_steps = 0
+  if config.loop.eval_batch_size == 0:
+    config.loop.eval_batch_size = config.loop.batch_size
   return config
 
 
@@ -79,35 +57,30 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   data = input_pipeline.build(config)
   models.validate(config.model, example_shape=data.example_shape)
   attention = plan_lib.resolve_attention()
-  model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.compute_dtype,
+  model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.speed.compute_dtype,
                        attention=attention)
   _check_train_batch(config)
-  sharding.check_batch_size(config.eval_batch_size, field='eval_batch_size')
+  sharding.check_batch_size(config.loop.eval_batch_size, field='loop.eval_batch_size')
   _check_input_mode(config, data)
-  if config.sanity_examples > 0:
-    sharding.check_batch_size(config.batch_size, field='sanity_examples (batch)')
-  best_metric = config.best_metric or task.best_metric
+  if config.sanity.examples > 0:
+    sharding.check_batch_size(config.loop.batch_size, field='sanity.examples (batch)')
+  best_metric = config.stopping.best_metric or task.best_metric
   best_mode = task.best_mode if best_metric == task.best_metric else (
       'max' if best_metric.endswith(HIGHER_IS_BETTER) else 'min')
   if not best_metric.startswith('val_'):
-    raise errors.ConfigError(f'best_metric={best_metric!r} must be a validation key (val_...).')
+    raise errors.ConfigError(f'stopping.best_metric={best_metric!r} must be a '
+                             'validation key (val_...).')
   return Setup(config=config, task=task, data=data, model=model, mesh=sharding.make_mesh(),
                best_metric=best_metric, best_mode=best_mode, attention=attention)
 
 
-INPUT_MODES = ('host', 'device')
 # Validation metrics where higher is better (the rest, losses, perplexity, WER, CER, are minimised).
 HIGHER_IS_BETTER = ('accuracy', 'bleu', 'exact_match')
 
 
 def _check_input_mode(config, data) -> None:
-  if config.input_mode not in INPUT_MODES:
-    raise errors.ConfigError(f'input_mode={config.input_mode!r} is unknown; allowed: '
-                             f'{", ".join(INPUT_MODES)}.')
-  if config.steps_per_call < 1:
-    raise errors.ConfigError(f'steps_per_call must be a positive integer, got '
-                             f'{config.steps_per_call}.')
-  if config.input_mode == 'device':
+  """``speed.input_mode=device`` against the data (validate.check_speed checks the choice)."""
+  if config.speed.input_mode == 'device':
     if data.device_loader is None:
       raise errors.ConfigError(
           f'input_mode=device supports in-memory image datasets; dataset.name='
@@ -125,9 +98,9 @@ def _check_input_mode(config, data) -> None:
 
 def _check_train_batch(config: ml_collections.ConfigDict) -> None:
   """The global batch must split over devices, then into every micro-batch asked for."""
-  fields = {'grad_accum_steps': config.grad_accum_steps,
-            'concurrent_microbatches': config.get('concurrent_microbatches', 0)}
-  sharding.check_batch_size(config.batch_size,
+  fields = {'speed.grad_accum_steps': config.speed.grad_accum_steps,
+            'speed.concurrent_microbatches': config.speed.concurrent_microbatches}
+  sharding.check_batch_size(config.loop.batch_size,
                             multiples={k: v for k, v in fields.items() if v > 1})
 
 
@@ -141,7 +114,7 @@ def build_without_data(config: ml_collections.ConfigDict, *, num_outputs: int,
   validate.check(config)
   task = tasks.build(config)
   attention = plan_lib.resolve_attention(attention)
-  model = models.build(config.model, num_outputs=num_outputs, dtype=config.compute_dtype,
+  model = models.build(config.model, num_outputs=num_outputs, dtype=config.speed.compute_dtype,
                        attention=attention)
   _check_train_batch(config)
   return Setup(config=config, task=task, data=None, model=model, mesh=sharding.make_mesh(),
@@ -158,7 +131,7 @@ def param_shapes(setup: Setup, example_batch: dict):
 
   def shapes(config):
     model = models.build(config.model, num_outputs=setup.data.num_outputs,
-                         dtype=config.compute_dtype, attention=setup.attention)
+                         dtype=config.speed.compute_dtype, attention=setup.attention)
     tree = jax.eval_shape(lambda: state_lib.init_variables(model, inputs, jax.random.key(0)))
     return jax.tree.map(lambda s: s.shape, tree['params'])
 

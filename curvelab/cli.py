@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from curvelab import configdicts
 from curvelab import console
 from curvelab import errors
 
@@ -63,6 +64,13 @@ def _one_line(exc: BaseException) -> str:
 
 def parse_or_exit(argv: list[str]) -> list[str]:
   """Parses absl flags; bad flags exit 2 with one line naming the problem."""
+  for arg in argv[1:]:
+    # Earlier versions' top-level names: say where the field went, not just that it is unknown.
+    moved = arg.startswith('--config.') and configdicts.alias_message(
+        arg[len('--config.'):].split('=', 1)[0])
+    if moved:
+      print(f'error: {moved}', file=sys.stderr)
+      sys.exit(2)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

@@ -95,7 +95,7 @@ class Advancer:
     if self.device_images is not None:
       fn = steps_lib.make_device_chunk_step(self.raw_step, self.device_images.batch,
                                             sharding.batch_sharded(self.setup.mesh))
-      indices = jax.ShapeDtypeStruct((k, self.setup.config.batch_size), jnp.int32,
+      indices = jax.ShapeDtypeStruct((k, self.setup.config.loop.batch_size), jnp.int32,
                                      sharding=stacked)
       data = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
                           self.data)

@@ -30,12 +30,12 @@ def steps_per_epoch(*, num_examples: int, batch_size: int) -> int:
     ConfigError: when the split holds fewer examples than one batch.
   """
   if batch_size <= 0:
-    raise errors.ConfigError(f'batch_size must be a positive integer, got {batch_size}.')
+    raise errors.ConfigError(f'loop.batch_size must be a positive integer, got {batch_size}.')
   steps = num_examples // batch_size
   if steps < 1:
     raise errors.ConfigError(
-        f'batch_size={batch_size} is larger than the training split ({num_examples} examples); '
-        'lower batch_size or use a larger split.')
+        f'loop.batch_size={batch_size} is larger than the training split ({num_examples} '
+        'examples); lower loop.batch_size or use a larger split.')
   return steps
 
 
@@ -134,12 +134,12 @@ class Cadence:
 
 def make_cadence(config, *, steps_per_epoch: int) -> Cadence:
   """Builds the run's :class:`Cadence` from the config's duration fields."""
-  total = to_steps(steps_per_epoch=steps_per_epoch, epochs=config.num_epochs)
+  total = to_steps(steps_per_epoch=steps_per_epoch, epochs=config.loop.num_epochs)
   return Cadence(
       steps_per_epoch=steps_per_epoch,
       total_steps=total,
-      log_every_steps=int(config.get('log_every_steps', 0)),
-      log_every_seconds=float(config.get('log_every_seconds', 0.0)),
-      eval_every_epochs=int(config.get('eval_every_epochs', 1)),
-      checkpoint_every_epochs=int(config.get('checkpoint_every_epochs', 1)),
+      log_every_steps=int(config.loop.log_every_steps),
+      log_every_seconds=float(config.loop.log_every_seconds),
+      eval_every_epochs=int(config.loop.eval_every_epochs),
+      checkpoint_every_epochs=int(config.loop.checkpoint_every_epochs),
   )

@@ -144,7 +144,7 @@ def time_epoch(run: Run, end: EpochEnd) -> None:
   config, steps = run.setup.config, run.cadence.steps_per_epoch
   end.elapsed = float(run.position.meta['elapsed_s']) + end.epoch_time + end.eval_time
   end.row.update(epoch_time_s=end.epoch_time, eval_time_s=end.eval_time, elapsed_s=end.elapsed,
-                 examples_per_s=steps * config.batch_size / max(end.epoch_time, 1e-9),
+                 examples_per_s=steps * config.loop.batch_size / max(end.epoch_time, 1e-9),
                  peak_memory_bytes=evaluation.peak_memory())
   if 'tokens' in end.row:  # Language models: real (unpadded) tokens per second.
     end.row['tokens_per_s'] = end.row.pop('tokens') * steps / max(end.epoch_time, 1e-9)
@@ -189,7 +189,7 @@ def track_best(run: Run, end: EpochEnd) -> None:
   meta['elapsed_s'] = end.elapsed
   value = end.row.get(run.setup.best_metric)
   if improved(value, meta['best_value'], mode=run.setup.best_mode,
-              min_delta=config.early_stopping_min_delta):
+              min_delta=config.stopping.min_delta):
     meta.update(best_value=value, best_epoch=end.epoch, best_step=end.step, bad_epochs=0)
   elif value is not None:
     meta['bad_epochs'] = int(meta['bad_epochs']) + 1
@@ -199,12 +199,12 @@ def track_best(run: Run, end: EpochEnd) -> None:
 def stop_policies(run: Run, end: EpochEnd) -> None:
   """Sanity runs stop once memorised; early stopping; the time budget (equal wall-clock runs)."""
   config, meta = run.setup.config, run.position.meta
-  if config.sanity_examples > 0 and run.setup.task.sanity_passed(
-      end.row, loss_threshold=config.sanity_loss_threshold):
+  if config.sanity.examples > 0 and run.setup.task.sanity_passed(
+      end.row, loss_threshold=config.sanity.loss_threshold):
     run.sanity, end.stop_reason = {'passed': True, 'epochs': end.epoch}, 'sanity'
-  elif config.early_stopping_patience and meta['bad_epochs'] >= config.early_stopping_patience:
+  elif config.stopping.patience and meta['bad_epochs'] >= config.stopping.patience:
     run.status = end.stop_reason = 'early_stopped'
-  elif config.max_train_seconds and end.elapsed >= config.max_train_seconds:
+  elif config.stopping.max_train_seconds and end.elapsed >= config.stopping.max_train_seconds:
     run.status = end.stop_reason = 'time_budget'
 
 
@@ -227,7 +227,7 @@ def checkpoint(run: Run, end: EpochEnd) -> None:
   run.position.metrics = jax.tree.map(jnp.copy, run.empty_train)  # The next epoch's accumulators.
   is_best = run.position.meta['best_step'] == end.step
   # Sanity runs never restore a best checkpoint: saving each improvement would only cost time.
-  save_best = is_best and not run.setup.config.sanity_examples
+  save_best = is_best and not run.setup.config.sanity.examples
   if run.cadence.should_checkpoint(end.step) or end.stop_reason is not None or save_best:
     run.save(step=end.step, is_best=is_best, value=end.row.get(run.setup.best_metric))
 
@@ -285,16 +285,16 @@ def roll_back(run: Run, *, epoch: int, first_step: int) -> bool:
     True when the loop rolled back; False when the policy is ``stop`` or exhausted.
   """
   config, p = run.setup.config, run.position
-  if config.nan_policy != 'rollback' or p.saved_step is None:
+  if config.stopping.nan_policy != 'rollback' or p.saved_step is None:
     return False
-  if int(p.meta['rollbacks']) >= config.nan_max_rollbacks:
+  if int(p.meta['rollbacks']) >= config.stopping.nan_max_rollbacks:
     log.info('non-finite loss again after %d rollbacks: giving up.', p.meta['rollbacks'])
     return False
   target = p.saved_step
   run.checkpointer.delete_after(target)
   state, metrics, data_state, meta = run.checkpointer.restore(
       target, ckpt_lib.abstract(run.initial), ckpt_lib.abstract(run.empty_train))
-  scale = float(state.lr_scale) * float(config.nan_lr_factor)
+  scale = float(state.lr_scale) * float(config.stopping.nan_lr_factor)
   rollbacks = int(p.meta['rollbacks']) + 1
   p.state = state.replace(lr_scale=jax.device_put(
       jnp.asarray(scale, jnp.float32), sharding.replicated(run.setup.mesh)))
@@ -302,7 +302,7 @@ def roll_back(run: Run, *, epoch: int, first_step: int) -> bool:
   p.meta = {**fresh_meta(), **meta, 'rollbacks': rollbacks}
   log.info('non-finite loss at epoch %d, step %d: rolled back to step %d with the learning rate '
            'scaled by %.3g (rollback %d of %d).', epoch, first_step, target, scale,
-           rollbacks, config.nan_max_rollbacks)
+           rollbacks, config.stopping.nan_max_rollbacks)
   return True
 
 
@@ -322,4 +322,4 @@ def make_doctor(setup: Setup, num_params: int, num_train: int, workdir: pathlib.
   return OnlineDoctor(stop_on=stop_on, patience=setup.config.doctor.patience,
                       num_params=num_params, num_train_examples=num_train,
                       num_classes=num_classes, config=setup.config.to_dict(), path=str(workdir),
-                      early_stopping_patience=setup.config.early_stopping_patience or None)
+                      early_stopping_patience=setup.config.stopping.patience or None)

@@ -33,7 +33,7 @@ class DeviceEvaluator:
                                          jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
     images = setup.data.device_loader(split, train=False, seed=setup.config.seed)
     self.data = images.put(repl)
-    n, b = len(split), setup.config.eval_batch_size
+    n, b = len(split), setup.config.loop.eval_batch_size
     flat = np.arange(pipeline.num_eval_batches(n, b) * b)
     put = lambda x: jax.device_put(x.reshape(-1, b), stacked)
     self.indices = put(np.where(flat < n, flat, 0).astype(np.int32))
@@ -68,7 +68,7 @@ def evaluate(setup: Setup, eval_step, state, split, empty_metrics, *, prefix: st
   if device_eval is not None:
     metrics = device_eval(state, metrics)
     split = split.head(0)  # Nothing left for the host loop below.
-  for batch in pipeline.eval_batches(split, global_batch=setup.config.eval_batch_size,
+  for batch in pipeline.eval_batches(split, global_batch=setup.config.loop.eval_batch_size,
                                      preprocess=setup.data.eval_preprocess,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count()):

@@ -35,15 +35,15 @@ def make_schedule(config, *, steps_per_epoch: int) -> optax.Schedule:
   Returns:
     An optax schedule.
   """
-  name = config.get('lr_schedule', 'constant')
+  name = config.schedule.name
   if name not in SCHEDULES:
-    raise errors.ConfigError(f'lr_schedule={name!r} is unknown; allowed: {", ".join(SCHEDULES)}.')
-  peak = float(config.learning_rate)
-  total = durations.to_steps(steps_per_epoch=steps_per_epoch, epochs=config.num_epochs)
+    raise errors.ConfigError(f'schedule.name={name!r} is unknown; allowed: {", ".join(SCHEDULES)}.')
+  peak = float(config.optimizer.learning_rate)
+  total = durations.to_steps(steps_per_epoch=steps_per_epoch, epochs=config.loop.num_epochs)
   warmup = durations.to_steps(steps_per_epoch=steps_per_epoch,
-                              epochs=config.get('warmup_epochs', 0.0))
+                              epochs=config.schedule.warmup_epochs)
   warmup = min(warmup, total)
-  final = peak * float(config.get('final_lr_ratio', 0.0))
+  final = peak * float(config.schedule.final_lr_ratio)
   if name == 'constant':
     main = optax.constant_schedule(peak)
   elif name == 'cosine':
@@ -67,7 +67,7 @@ def _decay_mask(which: str) -> Callable | None:
 
 def make_optimizer(config, *, steps_per_epoch: int) -> tuple[optax.GradientTransformation,
                                                                optax.Schedule]:
-  """Builds the optimizer named by ``config.optimizer`` and its schedule.
+  """Builds the optimizer named by ``config.optimizer.name`` and its schedule.
 
   Args:
     config: run config (``optimizer``, ``learning_rate``, ``weight_decay``, ``momentum``,
@@ -77,18 +77,18 @@ def make_optimizer(config, *, steps_per_epoch: int) -> tuple[optax.GradientTrans
   Returns:
     ``(transformation, schedule)``.
   """
-  name = config.optimizer
+  name = config.optimizer.name
   if name not in OPTIMIZERS:
-    raise errors.ConfigError(f'optimizer={name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}.')
-  which = config.get('weight_decay_on', 'all')
+    raise errors.ConfigError(f'optimizer.name={name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}.')
+  which = config.optimizer.weight_decay_on
   if which not in WEIGHT_DECAY_ON:
     raise errors.ConfigError(
-        f'weight_decay_on={which!r} is unknown; allowed: {", ".join(WEIGHT_DECAY_ON)}.')
+        f'optimizer.weight_decay_on={which!r} is unknown; allowed: {", ".join(WEIGHT_DECAY_ON)}.')
   schedule = make_schedule(config, steps_per_epoch=steps_per_epoch)
-  wd = float(config.weight_decay)
+  wd = float(config.optimizer.weight_decay)
   mask = _decay_mask(which)
   chain = []
-  clip = float(config.get('grad_clip_norm', 0.0))
+  clip = float(config.optimizer.grad_clip_norm)
   if clip > 0:
     chain.append(optax.clip_by_global_norm(clip))
   if name == 'adam':
@@ -98,7 +98,7 @@ def make_optimizer(config, *, steps_per_epoch: int) -> tuple[optax.GradientTrans
   else:
     if wd > 0:
       chain.append(optax.add_decayed_weights(wd, mask=mask))
-    momentum = float(config.momentum) if name == 'momentum' else None
-    nesterov = bool(config.get('nesterov', False)) and momentum is not None
+    momentum = float(config.optimizer.momentum) if name == 'momentum' else None
+    nesterov = bool(config.optimizer.nesterov) and momentum is not None
     chain.append(optax.sgd(schedule, momentum=momentum, nesterov=nesterov))
   return optax.chain(*chain), schedule

@@ -88,19 +88,19 @@ def resolve(config, *, has_model_state: bool, backend: str | None = None,
   from models import conv
   from models import recurrent
   backend = backend or jax.default_backend()
-  per_device_batch = config.batch_size // (device_count or jax.device_count())
+  per_device_batch = config.loop.batch_size // (device_count or jax.device_count())
   concurrent = steps_lib.resolve_concurrent_microbatches(
-      config.get('concurrent_microbatches', 0), per_device_batch=per_device_batch,
-      grad_accum_steps=config.grad_accum_steps, has_model_state=has_model_state,
+      config.speed.concurrent_microbatches, per_device_batch=per_device_batch,
+      grad_accum_steps=config.speed.grad_accum_steps, has_model_state=has_model_state,
       platform=backend)
   sequential = steps_lib.resolve_sequential_microbatches(
-      config.get('cpu_microbatch_size', 0), per_device_batch=per_device_batch,
-      grad_accum_steps=config.grad_accum_steps, concurrent_microbatches=concurrent,
+      config.speed.cpu_microbatch_size, per_device_batch=per_device_batch,
+      grad_accum_steps=config.speed.grad_accum_steps, concurrent_microbatches=concurrent,
       has_model_state=has_model_state, platform=backend)
   model = config.get('model', {})
   return Plan(
       backend=backend, sequential_microbatches=sequential, concurrent_microbatches=concurrent,
-      steps_per_call=int(config.steps_per_call), input_mode=config.input_mode,
+      steps_per_call=int(config.speed.steps_per_call), input_mode=config.speed.input_mode,
       attention=resolve_attention(attention, backend),
       conv=conv.choose(model.get('conv_impl', 'auto'), backend),
       rnn_unroll=recurrent.resolve_unroll(model.get('scan_unroll', 0), backend),

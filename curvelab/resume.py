@@ -31,7 +31,7 @@ def check_shapes(setup: Setup, workdir: pathlib.Path, checkpointer, example_batc
   fields = []
   saved_path = workdir / runfiles.CONFIG
   if saved_path.exists():
-    saved_config = json.loads(saved_path.read_text())
+    saved_config = runfiles.read_config(saved_path)
     fields = workdir_lib.shape_changing_fields(saved_config, setup.config, current_fn)
     if fields in ([], ['model']):  # Not a model field: the data (classes, input shape) changed.
       flat_saved = configdicts.flatten(saved_config)
@@ -55,7 +55,8 @@ def check_epochs_left(checkpointer, cadence: durations.Cadence, workdir: pathlib
     raise errors.ResumeError(
         f'workdir {workdir} holds a checkpoint at step {step} (epoch '
         f'{cadence.epoch_of(step)}), past the end of this config\'s run '
-        f'(num_epochs={cadence.num_epochs}: {cadence.total_steps} steps); raise num_epochs to '
+        f'(loop.num_epochs={cadence.num_epochs}: {cadence.total_steps} steps); raise '
+        f'loop.num_epochs to '
         f'at least {cadence.epoch_of(step)} or use a new --workdir.')
 
 

@@ -32,6 +32,7 @@ import os
 import pathlib
 from typing import Any
 
+from curvelab import configdicts
 from curvelab import errors
 
 HISTORY = 'history.jsonl'
@@ -164,6 +165,14 @@ def read_json_object(path: pathlib.Path) -> dict | None:
   if not isinstance(value, dict):
     raise RunFileError(path, f'holds a JSON {type(value).__name__}, not an object')
   return value
+
+
+def read_config(path: pathlib.Path) -> dict | None:
+  """A run's ``config.json`` in today's sections, whichever version wrote it (configdicts.upgrade).
+
+  Returns None when the file does not exist; raises RunFileError as :func:`read_json_object`.
+  """
+  return configdicts.upgrade(read_json_object(path))
 
 
 def parse_history(text: str, path: os.PathLike | str = HISTORY) -> History:

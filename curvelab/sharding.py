@@ -30,7 +30,7 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, *, field: str = 'batch_size',
+def check_batch_size(batch_size: int, *, field: str = 'loop.batch_size',
                      multiples: dict[str, int] | None = None) -> None:
   """Refuses a global batch that cannot be split evenly across devices (and micro-batches).
 
@@ -38,7 +38,7 @@ def check_batch_size(batch_size: int, *, field: str = 'batch_size',
     batch_size: the global batch size.
     field: the config field to name in the error.
     multiples: further factors the per-device share must divide by, by the config field that
-      asks for them (``grad_accum_steps``, ``concurrent_microbatches``).
+      asks for them (``speed.grad_accum_steps``, ``speed.concurrent_microbatches``).
   """
   n = jax.device_count()
   if batch_size <= 0:

@@ -85,9 +85,9 @@ def resolve_concurrent_microbatches(requested: int, *, per_device_batch: int,
   (a per-device batch that does not split evenly into ``2 * grad_accum_steps`` parts).
 
   Args:
-    requested: config.concurrent_microbatches (0 = automatic, else used as given).
+    requested: config.speed.concurrent_microbatches (0 = automatic, else used as given).
     per_device_batch: examples per device in one step.
-    grad_accum_steps: config.grad_accum_steps (sequential groups; a CPU may add more, see
+    grad_accum_steps: config.speed.grad_accum_steps (sequential groups; a CPU may add more, see
       ``resolve_sequential_microbatches``).
     has_model_state: whether the model carries mutable state (BatchNorm statistics).
     platform: the backend ('cpu', 'gpu', 'tpu'); default: JAX's default backend.
@@ -117,9 +117,9 @@ def resolve_sequential_microbatches(cpu_microbatch_size: int, *, per_device_batc
   rows (docs/benchmarks.md).
 
   Args:
-    cpu_microbatch_size: config.cpu_microbatch_size; 0 turns the CPU factor off.
+    cpu_microbatch_size: config.speed.cpu_microbatch_size; 0 turns the CPU factor off.
     per_device_batch: examples per device in one step.
-    grad_accum_steps: config.grad_accum_steps.
+    grad_accum_steps: config.speed.grad_accum_steps.
     concurrent_microbatches: micro-batches side by side in each group (already resolved).
     has_model_state: whether the model carries mutable state. BatchNorm statistics over smaller
       micro-batches would change the update, so there the factor is 1.

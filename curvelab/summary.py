@@ -37,7 +37,7 @@ def test_metrics(run: Run) -> tuple[dict, dict]:
 
 def failed_sanity(run: Run) -> dict | None:
   """A sanity run that never memorised its examples: how far it got."""
-  if run.setup.config.sanity_examples <= 0 or run.sanity is not None:
+  if run.setup.config.sanity.examples <= 0 or run.sanity is not None:
     return run.sanity
   last = run.history[-1] if run.history else {}
   return {'passed': False, 'epochs': len(run.history), 'train_loss': last.get('train_loss')}

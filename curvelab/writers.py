@@ -66,7 +66,7 @@ class EventsWriter:
 def create(kind: str, workdir: str, *, is_writer: bool):
   """A metric writer for ``workdir``; only the writing process emits files."""
   if kind not in KINDS:
-    raise errors.ConfigError(f'metric_writer={kind!r} is unknown; allowed: {", ".join(KINDS)}.')
+    raise errors.ConfigError(f'loop.metric_writer={kind!r} is unknown; allowed: {", ".join(KINDS)}.')
   if kind == 'events':
     return EventsWriter(workdir, enabled=is_writer)
   from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TensorFlow)

@@ -13,9 +13,10 @@ from typing import Any
 
 # The curvelab config fields recommendations may override (docs/run_files.md, train.py flags).
 CONFIG_FIELDS = frozenset({
-    "learning_rate", "weight_decay", "num_epochs", "warmup_epochs", "lr_schedule", "grad_clip_norm",
-    "label_smoothing", "early_stopping_patience", "early_stopping_min_delta", "model.dropout",
-    "batch_size", "optimizer",
+    "optimizer.name", "optimizer.learning_rate", "optimizer.weight_decay",
+    "optimizer.grad_clip_norm", "schedule.name", "schedule.warmup_epochs", "loop.num_epochs",
+    "loop.batch_size", "task.label_smoothing", "stopping.patience", "stopping.min_delta",
+    "model.dropout",
 })
 
 
@@ -51,7 +52,7 @@ def format_value(value: Any) -> str:
 
 
 def flags(overrides: dict) -> str:
-  """Renders overrides as train.py flags: --config.model.dropout=0.3 --config.weight_decay=1e-3."""
+  """Renders overrides as train.py flags: --config.model.dropout=0.3 --config.optimizer.weight_decay=1e-3."""
   unknown = set(overrides) - CONFIG_FIELDS
   if unknown:
     raise ValueError(f"not a curvelab config field: {sorted(unknown)}")

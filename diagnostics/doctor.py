@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from curvelab import configdicts
 from curvelab.configdicts import flatten
 from diagnostics import rules, signals
 from diagnostics import thresholds as T
@@ -94,7 +95,8 @@ def diagnose_history(rows: Sequence[dict], *, num_params: int | None = None,
 
 def make_history(rows: Sequence[dict], *, config: dict | None = None, **info) -> History:
   """The History the rules see; `info` are RunInfo's fields, `config` nested or dotted."""
-  flat = flatten(config) if config else {}
+  # Earlier versions' top-level names, in today's sections, so advice reads the current value.
+  flat = flatten(configdicts.upgrade(config)) if config else {}
   if config:
     flat.update({k: v for k, v in config.items() if "." in str(k)})
   return History(list(rows or []), RunInfo(config=flat, **info))

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from curvelab import configdicts
 from curvelab import runfiles
 from curvelab.configdicts import flatten
 from diagnostics import aggregate
@@ -191,6 +192,7 @@ def read_workdir(workdir: Path, label: str) -> Run:
   summary = _read_json_object(workdir / SUMMARY, notes)
   if not config and isinstance(summary.get("config"), dict):
     config = summary["config"]
+  config = configdicts.upgrade(config)  # Earlier versions' field names, in today's sections.
   return Run(label, "curvelab", rows, ignored, config, summary, notes, framework="curvelab",
              columns=_columns_of(records))
 

@@ -28,7 +28,7 @@ def _level(value: float) -> float:
 
 def _lr_now(h: History) -> float | None:
   """The configured learning rate, else the peak logged one (the rate a user would scale)."""
-  configured = h.config_float("learning_rate")
+  configured = h.config_float("optimizer.learning_rate")
   if configured:
     return configured
   lr = h.finite("learning_rate")
@@ -133,10 +133,10 @@ def diverged(h: History, found: set) -> Finding | None:
 def _diverged_advice(h: History) -> list[Advice]:
   lr = scaled(_lr_now(h), 0.1, 1e-4)
   return [
-      Advice({"learning_rate": lr, "grad_clip_norm": 1.0},
+      Advice({"optimizer.learning_rate": lr, "optimizer.grad_clip_norm": 1.0},
              f"Lower the learning rate about tenfold{_to(h, lr)} and clip the gradient norm at "
              "1.0."),
-      Advice({"warmup_epochs": 5}, "Warm the learning rate up over the first ~5 epochs."),
+      Advice({"schedule.warmup_epochs": 5}, "Warm the learning rate up over the first ~5 epochs."),
       Advice({}, "Check the loss for log(0) or division by zero and the inputs for NaN/Inf."),
   ]
 
@@ -293,9 +293,9 @@ def _no_learning_advice(h: History) -> list[Advice]:
   return [
       Advice({}, "Check that labels match inputs (shuffling them together), that inputs are "
              "normalised and that the loss gets the model's logits."),
-      Advice({"learning_rate": down}, "If the loss jumped up in the first epoch, lower the "
+      Advice({"optimizer.learning_rate": down}, "If the loss jumped up in the first epoch, lower the "
              f"learning rate about tenfold{_to(h, down)}."),
-      Advice({"learning_rate": up},
+      Advice({"optimizer.learning_rate": up},
              f"If it never moved, raise the learning rate about tenfold{_to(h, up)}."),
   ]
 
@@ -386,13 +386,13 @@ def _validation_unharmed(h: History, curve, spike_epochs: list) -> bool:
 
 def _lr_high_advice(h: History) -> list[Advice]:
   lr = scaled(_lr_now(h), 0.3, 3e-4)
-  alternatives = [Advice({"learning_rate": lr},
+  alternatives = [Advice({"optimizer.learning_rate": lr},
                          f"Lower the learning rate about threefold{_to(h, lr)}.")]
-  if not h.config_float("warmup_epochs"):
-    alternatives.append(Advice({"warmup_epochs": 5},
+  if not h.config_float("schedule.warmup_epochs"):
+    alternatives.append(Advice({"schedule.warmup_epochs": 5},
                                "Warm the learning rate up linearly over the first ~5 epochs."))
-  if not h.config_float("grad_clip_norm"):
-    alternatives.append(Advice({"grad_clip_norm": 1.0}, "Clip the global gradient norm at 1.0."))
+  if not h.config_float("optimizer.grad_clip_norm"):
+    alternatives.append(Advice({"optimizer.grad_clip_norm": 1.0}, "Clip the global gradient norm at 1.0."))
   return alternatives
 
 
@@ -430,7 +430,7 @@ def lr_too_low(h: History, found: set) -> Finding | None:
   numbers = {"first": first, "last": last, "total_drop_rel": net / first,
              "drop_per_epoch": per_epoch, "late_over_early_slope": linearity}
   lr = scaled(_lr_now(h), 3.0, 1e-3)
-  alternatives = [Advice({"learning_rate": lr},
+  alternatives = [Advice({"optimizer.learning_rate": lr},
                          f"Raise the learning rate about threefold{_to(h, lr)}; try tenfold too.")]
   return make(h, "lr_too_low", WARNING, [curve.epoch(0), curve.epoch(-1)], text, numbers,
               alternatives)
@@ -485,7 +485,7 @@ def lr_collapsed(h: History, found: set) -> Finding | None:
   text = (f"The learning rate fell to {num(lr.raw[c])} (< {T.LR_COLLAPSE_FRACTION:.0%} of its peak "
           f"{num(peak[c])}) at epoch {epoch}, {why}; {tail} of {total} epochs ran at that rate.")
   alternatives = [
-      Advice({"lr_schedule": "cosine"},
+      Advice({"schedule.name": "cosine"},
              "Decay the learning rate over the whole run (e.g. cosine) instead of cutting it "
              "early."),
       Advice({}, "If a reduce-on-plateau scheduler is used, give it more patience (≥ 5 epochs) "
@@ -616,17 +616,17 @@ def _metric_still_improving(h: History) -> int | float | None:
 def _overfitting_advice(h: History, best_epoch) -> list[Advice]:
   dropout = h.config_float("model.dropout") or 0.0
   new_dropout = round(min(0.5, max(0.3, dropout + 0.2)), 2)
-  wd = scaled(h.config_float("weight_decay"), 10.0, 1e-3)
+  wd = scaled(h.config_float("optimizer.weight_decay"), 10.0, 1e-3)
   patience = h.info.patience or T.DEFAULT_PATIENCE
   alternatives = [
-      Advice({"model.dropout": new_dropout, "weight_decay": wd},
+      Advice({"model.dropout": new_dropout, "optimizer.weight_decay": wd},
              f"Regularise: dropout about {new_dropout:g} and weight decay about {wd:g}."),
-      Advice({"early_stopping_patience": patience},
+      Advice({"stopping.patience": patience},
              f"Stop early on the validation metric (patience {patience}); the best epoch was "
              f"{best_epoch}."),
   ]
-  if h.num_classes and not h.config_float("label_smoothing"):
-    alternatives.append(Advice({"label_smoothing": 0.1}, "Use label smoothing of 0.1."))
+  if h.num_classes and not h.config_float("task.label_smoothing"):
+    alternatives.append(Advice({"task.label_smoothing": 0.1}, "Use label smoothing of 0.1."))
   alternatives.append(Advice({}, "Get more training data or use data augmentation."))
   return alternatives
 
@@ -781,11 +781,11 @@ def _not_converged_advice(h: History, extra: int | None, capped: bool) -> list[A
   # in epochs, whatever a row of the log is (an evaluation, an epoch logged every few).
   run = float(h.epochs_run)
   total = round_epochs(run + (extra if extra is not None else run))
-  alternatives = [Advice({"num_epochs": total}, f"Train longer: about {total} epochs in total "
+  alternatives = [Advice({"loop.num_epochs": total}, f"Train longer: about {total} epochs in total "
                          f"instead of {curves.as_label(round(run, 1))}.")]
   if capped:
     lr = scaled(_lr_now(h), 3.0, 1e-3)
-    alternatives.append(Advice({"learning_rate": lr}, "Or raise the learning rate about "
+    alternatives.append(Advice({"optimizer.learning_rate": lr}, "Or raise the learning rate about "
                                f"threefold{_to(h, lr)} to converge sooner."))
   return alternatives
 
@@ -844,12 +844,12 @@ def _underfitting_advice(h: History) -> list[Advice]:
   regularised = {}
   if h.config_float("model.dropout"):
     regularised["model.dropout"] = 0.0
-  if h.config_float("weight_decay"):
-    regularised["weight_decay"] = 0.0
+  if h.config_float("optimizer.weight_decay"):
+    regularised["optimizer.weight_decay"] = 0.0
   if regularised or not h.info.is_curvelab:
     alternatives.append(Advice(regularised or {"model.dropout": 0.0},
                                "Remove regularisation (dropout, weight decay)."))
-  alternatives.append(Advice({"learning_rate": lr}, "Raise the learning rate about "
+  alternatives.append(Advice({"optimizer.learning_rate": lr}, "Raise the learning rate about "
                              f"threefold{_to(h, lr)} or train longer."))
   return alternatives
 
@@ -948,10 +948,10 @@ def early_stopping(h: History, found: set) -> Finding | None:
                         f"{premature}, before a later improvement.")
   budget = round_epochs(float(curve.epoch(stop_i)))
   alternatives = [
-      Advice({"early_stopping_patience": needed},
+      Advice({"stopping.patience": needed},
              f"Stop when {describe(curve.key)} has not improved for {needed} epochs "
              f"(early stopping that restores the best epoch)."),
-      Advice({"num_epochs": budget}, f"Or budget about {budget} epochs."),
+      Advice({"loop.num_epochs": budget}, f"Or budget about {budget} epochs."),
   ]
   return make(h, "early_stopping", INFO, [curve.epoch(best_i), curve.epoch(stop_i)], text,
               numbers, alternatives)

@@ -35,7 +35,8 @@ def capacity_vs_data(h: History, found: set) -> Finding | None:
             f"{examples:,} examples) and overfits: it is large for this data.")
     alternatives = [
         Advice({}, "Use a smaller model (fewer layers or units), or more training data."),
-        Advice({"model.dropout": 0.3, "weight_decay": scaled(h.config_float("weight_decay"), 10.0,
+        Advice({"model.dropout": 0.3,
+                "optimizer.weight_decay": scaled(h.config_float("optimizer.weight_decay"), 10.0,
                                                              1e-3)},
                "Or keep the size and regularise harder (dropout, weight decay, augmentation)."),
     ]
@@ -217,7 +218,8 @@ def degenerate_predictions(h: History, found: set) -> Finding | None:
   young = ("CTC models emit only blanks for the first epochs." if sequence_outputs else
            "a classifier can favour one class for its first epochs.")
   alternatives = [Advice({}, f"Train longer first if the run is young: {young}"),
-                  Advice({"learning_rate": scaled(h.config_float("learning_rate"), 0.3, 3e-4)},
+                  Advice({"optimizer.learning_rate":
+                            scaled(h.config_float("optimizer.learning_rate"), 0.3, 3e-4)},
                          "If it persists, lower the learning rate and check that targets are not "
                          "empty and that input lengths exceed target lengths.")]
   if any("repetition" in k or "length_ratio" in k for k, _, _, _ in problems):
@@ -331,11 +333,12 @@ def gradient_problem(h: History, found: set) -> Finding | None:
     text = f"Vanishing gradients: {what}."
     alternatives = [Advice({}, "Add residual connections or normalisation layers, use ReLU-family "
                            "activations and a scaled initialisation (He/Glorot)."),
-                    Advice({"warmup_epochs": 5},
+                    Advice({"schedule.warmup_epochs": 5},
                            "Warm up the learning rate so early layers are not frozen out.")]
   else:
     text = f"Exploding gradients: {what}."
-    alternatives = [Advice({"grad_clip_norm": 1.0}, "Clip the global gradient norm at 1.0."),
-                    Advice({"learning_rate": scaled(h.config_float("learning_rate"), 0.3, 3e-4)},
+    alternatives = [Advice({"optimizer.grad_clip_norm": 1.0}, "Clip the global gradient norm at 1.0."),
+                    Advice({"optimizer.learning_rate":
+                            scaled(h.config_float("optimizer.learning_rate"), 0.3, 3e-4)},
                            "Lower the learning rate about threefold.")]
   return make(h, "gradient_problem", WARNING, [epoch], text, problem, alternatives)

@@ -91,14 +91,14 @@ def plan(wikitext_dir: str) -> list[Item]:
                       {**dict(run.overrides), **tokens, 'dataset.vocab_size': GPT1_VOCAB}))
   for arch in ('resnet', 'preact_resnet', 'googlenet', 'densenet', 'resnet18'):
     items.append(Item('cnn', f'cnn_{arch}', 'cnn', f'configs/cnn.py:arch={arch}', 0,
-                      {'num_epochs': CNN_EPOCHS}))
+                      {'loop.num_epochs': CNN_EPOCHS}))
   items.append(Item('recipe', 'vit_recipe', 'recipe', 'configs/vit_recipe.py', 0))
   return items
 
 
 def tiny(item: Item, token_dir: pathlib.Path) -> Item:
   """The item shrunk to seconds on a CPU: digits for images, random tokens for text."""
-  small = {'num_epochs': 1, 'doctor.enabled': False}
+  small = {'loop.num_epochs': 1, 'doctor.enabled': False}
   if item.family == 'lstm':
     tokens = {f'dataset.{role}_path': str(token_dir / f'{role}.npz')
               for role in ('train', 'val', 'test')}
@@ -107,7 +107,7 @@ def tiny(item: Item, token_dir: pathlib.Path) -> Item:
         **tokens, 'dataset.name': 'tokens_npz', 'dataset.vocab_size': 97, **small})
   config = item.config + (',tiny=True' if ':' in item.config else ':tiny=True')
   return dataclasses.replace(item, config=config, overrides={
-      **small, 'dataset.train_split': 'train[:256]', 'batch_size': 32})
+      **small, 'dataset.train_split': 'train[:256]', 'loop.batch_size': 32})
 
 
 def _write_tiny_tokens(folder: pathlib.Path) -> None:
@@ -121,7 +121,7 @@ def _write_tiny_tokens(folder: pathlib.Path) -> None:
 def _command(item: Item, workdir: pathlib.Path, budget_s: float) -> list[str]:
   args = [sys.executable, str(REPO / 'train.py'), f'--config={item.config}',
           f'--workdir={workdir}', f'--config.seed={item.seed}',
-          f'--config.max_train_seconds={max(int(budget_s), 1)}']
+          f'--config.stopping.max_train_seconds={max(int(budget_s), 1)}']
   args += [f'--config.{k}={v}' for k, v in item.overrides.items()]
   return args
 

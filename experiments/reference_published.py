@@ -36,8 +36,8 @@ VIT = {
     "name": "ViT on CIFAR-10 (study Tables 2-4)",
     "table": "Table 2",  # The table whose Exp numbers `table_row` gives.
     "metric": "accuracy",
-    "settings": ("model.name", "model.num_layers", "optimizer", "model.block"),
-    "protocol": {"dataset.name": "cifar10", "num_epochs": 10},
+    "settings": ("model.name", "model.num_layers", "optimizer.name", "model.block"),
+    "protocol": {"dataset.name": "cifar10", "loop.num_epochs": 10},
     "note": "Table 2 numbers its rows 3 = momentum and 4 = sgd; experiments/reference_vit.py "
             "names them exp3_l2_sgd and exp4_l2_momentum, so rows are matched by settings.",
     "entries": {
@@ -77,8 +77,8 @@ LSTM = {
     "name": "LSTM language model on WikiText-2 (study Table 1)",
     "table": "Table 1",
     "metric": "perplexity",
-    "settings": ("model.name", "model.num_layers", "optimizer"),
-    "protocol": {"dataset.name": "wikitext2", "num_epochs": 10},
+    "settings": ("model.name", "model.num_layers", "optimizer.name"),
+    "protocol": {"dataset.name": "wikitext2", "loop.num_epochs": 10},
     "note": "Table 1 numbers its rows 3 = momentum and 4 = sgd; experiments/reference_lstm.py "
             "names them lm3_l1_sgd and lm4_l1_momentum, so rows are matched by settings.",
     "entries": {

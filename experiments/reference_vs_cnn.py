@@ -41,12 +41,13 @@ SMALL_CNNS = tuple((arch, f"configs/cnn.py:arch={arch}")
 
 
 def _equal_epochs() -> list[Run]:
-  return [Run(f"epochs{EPOCHS}_{name}", config, overrides={"num_epochs": EPOCHS})
+  return [Run(f"epochs{EPOCHS}_{name}", config, overrides={"loop.num_epochs": EPOCHS})
           for name, config in REFERENCE_VITS + SMALL_CNNS]
 
 
 def _equal_budget() -> list[Run]:
-  budget = {"num_epochs": EPOCH_CAP, "max_train_seconds": BUDGET_S, "lr_schedule": "constant"}
+  budget = {"loop.num_epochs": EPOCH_CAP, "stopping.max_train_seconds": BUDGET_S,
+            "schedule.name": "constant"}
   return [Run(f"budget{int(BUDGET_S)}s_{name}", config, overrides=budget)
           for name, config in REFERENCE_VITS + SMALL_CNNS]
 

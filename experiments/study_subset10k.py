@@ -17,7 +17,7 @@ SUBSET = {
     "dataset.train_split": "train[:10000]",
     "dataset.val_split": "train[45000:47000]",
     "dataset.test_split": "test[:2000]",
-    "num_epochs": 2,
+    "loop.num_epochs": 2,
 }
 
 EXPERIMENTS = [

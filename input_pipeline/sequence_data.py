@@ -538,7 +538,7 @@ def build(config) -> Data:
                           subsampling=subsampling) for r in ROLES}
   mean, std = _normaliser(examples['train'], bool(ds.normalize))
   # Sanity mode memorises a few examples: nothing may change them between epochs.
-  train_aug = None if config.get('sanity_examples', 0) > 0 else augmenter
+  train_aug = None if config.sanity.examples > 0 else augmenter
   vocab_key = _config_key(config)
   _VOCABULARIES[vocab_key] = vocab
   return Data(

@@ -7,8 +7,8 @@ a dict::
   {"name": "ViT on CIFAR-10 (study Tables 2-4)",  # how footnotes call it
    "table": "Table 2",                            # the table `table_row` numbers rows of
    "metric": "accuracy",                          # the metric its figures are about
-   "settings": ("model.name", "model.num_layers", "optimizer", "model.block"),
-   "protocol": {"dataset.name": "cifar10", "num_epochs": 10},  # optional
+   "settings": ("model.name", "model.num_layers", "optimizer.name", "model.block"),
+   "protocol": {"dataset.name": "cifar10", "loop.num_epochs": 10},  # optional
    "note": "...",                                 # optional footnote line
    "entries": {("vit", 2, "adam", "prenorm"): {"table_row": 1, ...}}}
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from curvelab import configdicts
 from curvelab import runfiles
 from curvelab.runfiles import CONFIG, HISTORY, SUMMARY, SWEEP_ERROR
 
@@ -239,6 +240,7 @@ def load_run(location: RunLocation) -> RunData:
     # Runs without config.json may still carry their config in the summary.
     has_copy = bool(summary) and isinstance(summary.get("config"), dict)
     config, source = (summary["config"], SUMMARY) if has_copy else ({}, "")
+  config = configdicts.upgrade(config)  # Earlier versions' field names, in today's sections.
   return RunData(location, config, history, summary, source, notes)
 
 

@@ -8,7 +8,7 @@ An experiment set is a module defining::
   EXPERIMENTS = [             # or: def get_experiments() -> list of Run
       Run("exp1_l2_adam", "configs/vit_prenorm.py:layers=2,optimizer=adam"),
       Run("exp2_l2_adamw", "configs/vit_prenorm.py:layers=2,optimizer=adamw",
-          overrides={"num_epochs": 50}),
+          overrides={"loop.num_epochs": 50}),
   ]
 
 `config` is the config string handed to train.py's --config (path relative to the repo
@@ -22,6 +22,8 @@ import importlib.util
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from curvelab import configdicts
 
 # Run names become directory names, so keep them to characters every filesystem accepts.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -64,14 +66,16 @@ class Run:
 
 
 def check_field(field: str, where: str) -> None:
-  """Validates a config override field name such as "optimizer" or "model.num_layers".
+  """Validates a config override field name such as "optimizer.name" or "model.num_layers".
 
   Raises:
     ExperimentSetError: not a dotted identifier, or "seed" (seeds come from the sweep).
   """
   if not isinstance(field, str) or not _FIELD.match(field):
     raise ExperimentSetError(f"{where}: override field {field!r} is not a dotted name like "
-                             "'optimizer' or 'model.num_layers'")
+                             "'optimizer.name' or 'model.num_layers'")
+  if configdicts.alias_message(field):
+    raise ExperimentSetError(f"{where}: {configdicts.alias_message(field)}")
   if field == "seed":
     raise ExperimentSetError(f"{where}: do not override 'seed'; seeds come from SEEDS or "
                              "sweep.py --seeds")

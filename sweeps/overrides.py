@@ -19,7 +19,7 @@ def parse_set_args(items: Iterable[str] | None) -> dict[str, str]:
   out: dict[str, str] = {}
   for item in items or ():
     if "=" not in item:
-      raise ExperimentSetError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set num_epochs=5")
+      raise ExperimentSetError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set loop.num_epochs=5")
     field, value = item.split("=", 1)
     field = field.strip()
     if field.startswith("config."):

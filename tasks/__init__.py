@@ -16,11 +16,11 @@ def build(config):
   name = config.task.name
   if name == 'classification':
     from tasks import classification  # pylint: disable=g-import-not-at-top
-    return classification.ClassificationTask(label_smoothing=float(config.get('label_smoothing', 0.0)))
+    return classification.ClassificationTask(label_smoothing=float(config.task.label_smoothing))
   if name == 'language_modeling':
     from tasks import language_modeling  # pylint: disable=g-import-not-at-top
     return language_modeling.LanguageModelingTask(
-        label_smoothing=float(config.get('label_smoothing', 0.0)))
+        label_smoothing=float(config.task.label_smoothing))
   if name in ('ctc', 'seq2seq'):
     # pylint: disable=g-import-not-at-top
     from input_pipeline import sequence_data

@@ -154,7 +154,7 @@ class Seq2SeqTask(base.DecodingTask):
 def from_config(config, vocabulary: Callable[[], object]) -> Seq2SeqTask:
   t = config.task
   return Seq2SeqTask(vocabulary=vocabulary,
-                     label_smoothing=float(config.get('label_smoothing', 0.0)),
+                     label_smoothing=float(config.task.label_smoothing),
                      decoder=t.get('decoder', 'greedy'), beam_size=int(t.get('beam_size', 4)),
                      length_penalty=float(t.get('length_penalty', 0.6)),
                      num_samples=int(t.get('num_samples', 3)))

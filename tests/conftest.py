@@ -83,7 +83,7 @@ def straight_run(tmp_path_factory):
   """
   import train  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('straight')
-  summary = train.train_and_evaluate(helpers.tiny_config(num_epochs=STRAIGHT_EPOCHS), str(workdir))
+  summary = train.train_and_evaluate(helpers.tiny_config(loop__num_epochs=STRAIGHT_EPOCHS), str(workdir))
   return workdir, summary, helpers.read_history(workdir)
 
 
@@ -127,6 +127,6 @@ def half_run(tmp_path_factory):
   traces = []
   with pytest.MonkeyPatch.context() as monkeypatch:
     _guard_train_step_traces(monkeypatch, traces)
-    summary = train.train_and_evaluate(helpers.tiny_config(num_epochs=STRAIGHT_EPOCHS // 2),
+    summary = train.train_and_evaluate(helpers.tiny_config(loop__num_epochs=STRAIGHT_EPOCHS // 2),
                                        str(workdir))
   return workdir, summary, helpers.read_history(workdir), traces

@@ -17,7 +17,7 @@ from tests import helpers
 EPOCHS = 4
 # The fault runs: 256 digits, batch 32 -> 8 steps/epoch; TensorFlow-free writer for fast starts.
 STEPS_PER_EPOCH = 8
-FAULT_FIELDS = {'metric_writer': 'events', 'checkpoint_keep_latest': 2}
+FAULT_FIELDS = {'loop.metric_writer': 'events', 'loop.checkpoint_keep_latest': 2}
 FAULT_CLI = helpers.TINY_CLI + [f'--config.{k}={v}' for k, v in FAULT_FIELDS.items()]
 
 # A progress line of the child (console.Progress.report): 'epoch 2 step 13/32  loss ...'.
@@ -25,7 +25,7 @@ PROGRESS = re.compile(r'epoch \d+ step (\d+)/(\d+)')
 
 
 def command(workdir, epochs=EPOCHS, *extra) -> list[str]:
-  return helpers.cli_command('train.py', *FAULT_CLI, f'--config.num_epochs={epochs}',
+  return helpers.cli_command('train.py', *FAULT_CLI, f'--config.loop.num_epochs={epochs}',
                              f'--workdir={workdir}', *extra)
 
 
@@ -41,7 +41,7 @@ def kill_at_step(workdir, target: int) -> tuple[int | None, int]:
     (the step the child reported before the kill, or None when it never reached ``target``;
     the child's exit status: ``-SIGKILL`` when the kill ended it).
   """
-  proc = subprocess.Popen(command(workdir, EPOCHS, '--config.log_every_steps=1'),
+  proc = subprocess.Popen(command(workdir, EPOCHS, '--config.loop.log_every_steps=1'),
                           cwd=helpers.REPO, env=helpers.child_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)
   reached = None

@@ -28,14 +28,14 @@ SUMMARY_KEYS = ('num_params', 'best_epoch', 'best_val_loss', 'best_val_accuracy'
 # subject) is switched off so that these tests exercise the core loop only.
 TINY_FIELDS = {
     'dataset.train_split': 'train[:256]',
-    'batch_size': 32,
-    'num_epochs': 2,
+    'loop.batch_size': 32,
+    'loop.num_epochs': 2,
     'doctor.enabled': False,
 }
 
 # The same run on the command line (train.py's --config.FIELD overrides).
 TINY_CLI = ['--config=configs/vit_prenorm.py:tiny=True'] + [
-    f'--config.{k}={v}' for k, v in TINY_FIELDS.items() if k != 'num_epochs']
+    f'--config.{k}={v}' for k, v in TINY_FIELDS.items() if k != 'loop.num_epochs']
 
 
 def fast_writer_fields() -> dict:
@@ -46,7 +46,7 @@ def fast_writer_fields() -> dict:
   once per test session).
   """
   from configs import common  # pylint: disable=g-import-not-at-top
-  return {'metric_writer': 'events'} if 'metric_writer' in common.base_config() else {}
+  return {'loop.metric_writer': 'events'} if 'metric_writer' in common.base_config().loop else {}
 
 
 def fast_writer_cli() -> list[str]:
@@ -167,7 +167,7 @@ def small_step_setup(*, optimizer: str = 'momentum', learning_rate: float = 0.05
       x = nn.gelu(nn.LayerNorm()(nn.Dense(32)(x)))
       return nn.Dense(10)(x)
 
-  config = tiny_config(optimizer=optimizer, learning_rate=learning_rate)
+  config = tiny_config(optimizer__name=optimizer, optimizer__learning_rate=learning_rate)
   data = input_pipeline.build(config)
   ds = pipeline.train_dataset(data.load('train'), global_batch=32, num_epochs=1, seed=0,
                               preprocess=data.train_preprocess)

@@ -33,7 +33,7 @@ def tiny_config(paths: dict[str, str], *, model: str = 'lstm', **overrides):
   c.doctor.enabled = False
   for key, value in overrides.items():
     node = c
-    parts = key.split('.')
+    parts = key.replace('__', '.').split('.')
     for part in parts[:-1]:
       node = node[part]
     node[parts[-1]] = value

@@ -9,11 +9,11 @@ from configs import lstm_lm
 
 def test_set_overrides_parse_literals_and_strings():
   config = lstm_lm.get_config('layers=1')
-  common.apply_overrides(config, ['model.scan_unroll=8', 'compute_dtype=bfloat16',
-                                  'learning_rate=0.5'])
+  common.apply_overrides(config, ['model.scan_unroll=8', 'speed.compute_dtype=bfloat16',
+                                  'optimizer.learning_rate=0.5'])
   assert config.model.scan_unroll == 8
-  assert config.compute_dtype == 'bfloat16'
-  assert config.learning_rate == 0.5
+  assert config.speed.compute_dtype == 'bfloat16'
+  assert config.optimizer.learning_rate == 0.5
 
 
 @pytest.mark.parametrize('item', ['model.no_such_field=1', 'no_such_group.x=1', 'model.scan_unroll'])
@@ -30,19 +30,19 @@ def test_shared_step_flags_configure_a_config_and_set_wins():
   assert (args.steps, args.repeats, args.dtype, args.batch_size, args.steps_per_call) == (
       7, 3, None, None, None)
   config = lstm_lm.get_config('layers=1')
-  config.steps_per_call = 4
-  kept = (config.compute_dtype, config.batch_size, config.steps_per_call)
+  config.speed.steps_per_call = 4
+  kept = (config.speed.compute_dtype, config.loop.batch_size, config.speed.steps_per_call)
   common.configure(config, args)
-  assert (config.compute_dtype, config.batch_size, config.steps_per_call) == kept
+  assert (config.speed.compute_dtype, config.loop.batch_size, config.speed.steps_per_call) == kept
   args = parser.parse_args(['--dtype=bfloat16', '--batch_size=4', '--steps_per_call=2',
-                            '--set=batch_size=8', '--set=model.scan_unroll=4',
+                            '--set=loop.batch_size=8', '--set=model.scan_unroll=4',
                             '--attention=head_major'])
   assert args.attention == 'head_major'
   assert parser.parse_args([]).attention == 'auto'
   with pytest.raises(SystemExit):
     parser.parse_args(['--attention=flash'])
   common.configure(config, args)
-  assert (config.compute_dtype, config.batch_size, config.steps_per_call,
+  assert (config.speed.compute_dtype, config.loop.batch_size, config.speed.steps_per_call,
           config.model.scan_unroll) == ('bfloat16', 8, 2, 4)
 
 

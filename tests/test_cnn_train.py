@@ -69,7 +69,7 @@ def _restored_state(workdir, step: int):
   import ml_collections  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(helpers.read_json(pathlib.Path(workdir) / 'config.json'))
   setup = train.build(config)
-  example = next(pipeline.eval_batches(setup.data.load('val'), global_batch=config.batch_size,
+  example = next(pipeline.eval_batches(setup.data.load('val'), global_batch=config.loop.batch_size,
                                        preprocess=setup.data.eval_preprocess))
   tx, _ = optim.make_optimizer(config, steps_per_epoch=1)
   state = build_lib.init_state(setup, tx, example)
@@ -108,7 +108,7 @@ def test_batch_statistics_round_trip_through_checkpoints(digits_run):
 def test_modern_recipe_augmentations_run_through_the_loop(tmp_path):
   """RandAugment, padded crops, mixup/CutMix soft targets and label smoothing, one short epoch."""
   config = _tiny_cnn(**{
-      'dataset.train_split': 'train[:256]', 'num_epochs': 1, 'label_smoothing': 0.1,
+      'dataset.train_split': 'train[:256]', 'loop.num_epochs': 1, 'task.label_smoothing': 0.1,
       'dataset.augment.pad_crop': 1, 'dataset.augment.randaugment_ops': 2,
       'dataset.augment.mixup_alpha': 0.8, 'dataset.augment.cutmix_alpha': 1.0})
   summary = train.train_and_evaluate(config, str(tmp_path))
@@ -225,7 +225,7 @@ def test_batch_statistics_after_sharded_steps_equal_single_device(four_devices):
 
 def _task(smoothing=0.0):
   config = cnn_configs.get_config('arch=resnet,tiny=True')
-  config.label_smoothing = smoothing
+  config.task.label_smoothing = smoothing
   return tasks.build(config)
 
 
@@ -262,14 +262,14 @@ def test_soft_targets_give_their_cross_entropy_and_accuracy_uses_label(logits_ba
 def test_cnn_recipes_pass_config_validation(arch):
   config = cnn_configs.get_config(f'arch={arch}')
   validate.check(config)
-  assert config.optimizer == 'momentum'
+  assert config.optimizer.name == 'momentum'
   if arch == 'fast':  # The few-epoch CPU recipe.
-    assert (config.num_epochs, config.dataset.augment.pad_crop, config.nesterov) == (10, 2, True)
-    assert (config.lr_schedule, config.label_smoothing, config.input_mode) == (
+    assert (config.loop.num_epochs, config.dataset.augment.pad_crop, config.optimizer.nesterov) == (10, 2, True)
+    assert (config.schedule.name, config.task.label_smoothing, config.speed.input_mode) == (
         'linear', 0.2, 'host')
   else:
-    assert config.dataset.augment.pad_crop == 4 and not config.nesterov
-    assert config.num_epochs == (200 if arch == 'resnet18' else 180)
+    assert config.dataset.augment.pad_crop == 4 and not config.optimizer.nesterov
+    assert config.loop.num_epochs == (200 if arch == 'resnet18' else 180)
 
 
 def test_the_fast_cnn_recipe_learns_digits(tmp_path):
@@ -308,9 +308,9 @@ def test_reference_vs_cnn_experiment_set():
     helpers.set_fields(config, dict(run.overrides))  # Every override names an existing field.
     validate.check(config)
     if run in budget:
-      assert config.max_train_seconds == exp.BUDGET_S and config.lr_schedule == 'constant'
+      assert config.stopping.max_train_seconds == exp.BUDGET_S and config.schedule.name == 'constant'
     else:
-      assert config.num_epochs == 10 and config.max_train_seconds == 0
+      assert config.loop.num_epochs == 10 and config.stopping.max_train_seconds == 0
 
 
 def _load_config(path: str):

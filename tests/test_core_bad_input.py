@@ -27,37 +27,37 @@ ConfigError, DataError = errors.ConfigError, errors.DataError
 
 # (config fields, error type, texts the message must contain)
 CASES = {
-    'unknown_optimizer': ({'optimizer': 'rmsprop'}, ConfigError, ['optimizer', "'rmsprop'"]),
-    'unknown_schedule': ({'lr_schedule': 'step'}, ConfigError, ['lr_schedule', "'step'"]),
+    'unknown_optimizer': ({'optimizer.name': 'rmsprop'}, ConfigError, ['optimizer.name', "'rmsprop'"]),
+    'unknown_schedule': ({'schedule.name': 'step'}, ConfigError, ['schedule.name', "'step'"]),
     'unknown_model': ({'model.name': 'not_a_model'}, ConfigError,
                       ['model.name', "'not_a_model'", 'vit']),
     'unknown_dataset': ({'dataset.name': 'imagenet'}, ConfigError, ['dataset.name', 'digits']),
-    'unknown_dtype': ({'compute_dtype': 'float16'}, ConfigError, ['compute_dtype']),
-    'zero_learning_rate': ({'learning_rate': 0.0}, ConfigError, ['learning_rate']),
-    'negative_learning_rate': ({'learning_rate': -1e-3}, ConfigError, ['learning_rate']),
-    'zero_batch_size': ({'batch_size': 0}, ConfigError, ['batch_size']),
-    'negative_batch_size': ({'batch_size': -32}, ConfigError, ['batch_size']),
-    'zero_epochs': ({'num_epochs': 0}, ConfigError, ['num_epochs']),
+    'unknown_dtype': ({'speed.compute_dtype': 'float16'}, ConfigError, ['speed.compute_dtype']),
+    'zero_learning_rate': ({'optimizer.learning_rate': 0.0}, ConfigError, ['optimizer.learning_rate']),
+    'negative_learning_rate': ({'optimizer.learning_rate': -1e-3}, ConfigError, ['optimizer.learning_rate']),
+    'zero_batch_size': ({'loop.batch_size': 0}, ConfigError, ['loop.batch_size']),
+    'negative_batch_size': ({'loop.batch_size': -32}, ConfigError, ['loop.batch_size']),
+    'zero_epochs': ({'loop.num_epochs': 0}, ConfigError, ['loop.num_epochs']),
     'zero_layers': ({'model.num_layers': 0}, ConfigError, ['model.num_layers']),
     'boolean_layers': ({'model.num_layers': True}, ConfigError, ['model.num_layers', 'True']),
-    'negative_weight_decay': ({'weight_decay': -0.1}, ConfigError, ['weight_decay']),
+    'negative_weight_decay': ({'optimizer.weight_decay': -0.1}, ConfigError, ['optimizer.weight_decay']),
     'batch_not_divisible_by_accumulation': (
-        {'batch_size': 30, 'grad_accum_steps': 4}, ConfigError, ['batch_size=30',
+        {'loop.batch_size': 30, 'speed.grad_accum_steps': 4}, ConfigError, ['batch_size=30',
                                                                  'grad_accum_steps']),
-    'negative_concurrent_microbatches': ({'concurrent_microbatches': -1}, ConfigError,
-                                         ['concurrent_microbatches', '-1', '0 = automatic']),
-    'boolean_concurrent_microbatches': ({'concurrent_microbatches': True}, ConfigError,
-                                        ['concurrent_microbatches', 'True']),
+    'negative_concurrent_microbatches': ({'speed.concurrent_microbatches': -1}, ConfigError,
+                                         ['speed.concurrent_microbatches', '-1', '0 = automatic']),
+    'boolean_concurrent_microbatches': ({'speed.concurrent_microbatches': True}, ConfigError,
+                                        ['speed.concurrent_microbatches', 'True']),
     'batch_not_divisible_by_concurrent_microbatches': (
-        {'batch_size': 30, 'concurrent_microbatches': 4}, ConfigError,
+        {'loop.batch_size': 30, 'speed.concurrent_microbatches': 4}, ConfigError,
         ['batch_size=30', 'concurrent_microbatches=4', 'multiple of 4']),
     'batch_not_divisible_by_both_microbatch_fields': (
-        {'batch_size': 30, 'grad_accum_steps': 3, 'concurrent_microbatches': 4}, ConfigError,
+        {'loop.batch_size': 30, 'speed.grad_accum_steps': 3, 'speed.concurrent_microbatches': 4}, ConfigError,
         ['batch_size=30', 'grad_accum_steps=3', 'concurrent_microbatches=4', 'multiple of 12']),
-    'negative_cpu_microbatch_size': ({'cpu_microbatch_size': -4}, ConfigError,
-                                     ['cpu_microbatch_size', '-4', '0 = off']),
-    'boolean_cpu_microbatch_size': ({'cpu_microbatch_size': True}, ConfigError,
-                                    ['cpu_microbatch_size', 'True']),
+    'negative_cpu_microbatch_size': ({'speed.cpu_microbatch_size': -4}, ConfigError,
+                                     ['speed.cpu_microbatch_size', '-4', '0 = off']),
+    'boolean_cpu_microbatch_size': ({'speed.cpu_microbatch_size': True}, ConfigError,
+                                    ['speed.cpu_microbatch_size', 'True']),
     'embed_dim_not_divisible_by_heads': (
         {'model.num_heads': 5}, ConfigError, ['model.embed_dim=32', 'model.num_heads=5']),
     'image_not_divisible_by_patch': (
@@ -65,9 +65,9 @@ CASES = {
     'missing_split': (
         {'dataset.val_split': 'validation'}, DataError, ['dataset.val_split', "'validation'",
                                                          'test, train']),
-    'batch_larger_than_split': ({'batch_size': 512}, ConfigError, ['batch_size=512', '256']),
+    'batch_larger_than_split': ({'loop.batch_size': 512}, ConfigError, ['batch_size=512', '256']),
     'host_only_augmentation_on_device': (
-        {'input_mode': 'device', 'dataset.augment.randaugment_ops': 2}, ConfigError,
+        {'speed.input_mode': 'device', 'dataset.augment.randaugment_ops': 2}, ConfigError,
         ['input_mode=device', 'dataset.augment.randaugment_ops', 'pad_crop']),
 }
 
@@ -93,14 +93,14 @@ def test_clu_writer_without_tensorflow_is_refused_before_compute(monkeypatch, tm
                       lambda name, *a: None if name == 'tensorflow' else real_find_spec(name, *a))
   workdir = tmp_path / 'run'
   with pytest.raises(ConfigError, match='metric_writer=events'):
-    train.train_and_evaluate(helpers.tiny_config(metric_writer='clu'), str(workdir))
+    train.train_and_evaluate(helpers.tiny_config(loop__metric_writer='clu'), str(workdir))
   assert not workdir.exists()
-  train.prepare_config(helpers.tiny_config(metric_writer='events'))  # The TF-free writer is fine.
+  train.prepare_config(helpers.tiny_config(loop__metric_writer='events'))  # The TF-free writer is fine.
 
 
 def test_nan_learning_rate_is_config_error():
   with pytest.raises(ConfigError, match='learning_rate'):
-    validate.check(helpers.tiny_config(learning_rate=float('nan')))
+    validate.check(helpers.tiny_config(optimizer__learning_rate=float('nan')))
 
 
 def test_dataset_not_available_offline_says_how_to_prepare_it(tmp_path):
@@ -121,7 +121,7 @@ def test_nan_loss_in_first_epoch_is_training_error(tmp_path):
   """learning_rate=1e9: TrainingError naming epoch 1 and the step; no checkpoint exists."""
   workdir = tmp_path / 'run'
   with pytest.raises(errors.TrainingError) as info:
-    train.train_and_evaluate(helpers.tiny_config(learning_rate=1e9), str(workdir))
+    train.train_and_evaluate(helpers.tiny_config(optimizer__learning_rate=1e9), str(workdir))
   match = re.search(r'epoch 1, step (\d+)', str(info.value))
   assert match and 1 <= int(match.group(1)) <= 8, str(info.value)
   assert 'no checkpoint was saved' in str(info.value)
@@ -141,7 +141,7 @@ def test_nan_loss_after_good_epochs_keeps_checkpoints_intact(half_run, tmp_path)
   shutil.copytree(half_run[0], workdir)
   steps_before = helpers.checkpoint_steps(workdir)
   with pytest.raises(errors.TrainingError) as info:
-    train.train_and_evaluate(helpers.tiny_config(num_epochs=3, learning_rate=1e9), str(workdir))
+    train.train_and_evaluate(helpers.tiny_config(loop__num_epochs=3, optimizer__learning_rate=1e9), str(workdir))
   match = re.search(r'epoch 3, step (\d+)', str(info.value))
   assert match and 17 <= int(match.group(1)) <= 24, str(info.value)
   assert f'step {max(steps_before)}' in str(info.value)  # The last good checkpoint is named.
@@ -212,11 +212,15 @@ def test_lock_from_another_host_is_refused(tmp_path):
 
 CLI_CASES = {
     'unknown_field': (['--config.not_a_field=1'], {}, ['not_a_field']),
-    'unknown_optimizer': (['--config.optimizer=rmsprop'], {}, ['optimizer', 'rmsprop']),
+    'field_of_an_earlier_version': (['--config.learning_rate=1e-3'], {},
+                                    ["'learning_rate' is now 'optimizer.learning_rate'"]),
+    'sanity_without_its_variant': (['--config.sanity.examples=5'], {},
+                                   ['sanity.examples=5', ':sanity=5']),
+    'unknown_optimizer': (['--config.optimizer.name=rmsprop'], {}, ['optimizer', 'rmsprop']),
     'embed_dim_not_divisible_by_heads': (['--config.model.num_heads=5'], {},
                                          ['model.embed_dim', 'model.num_heads']),
     'batch_not_divisible_by_4_devices': (
-        ['--config.batch_size=30'], {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'},
+        ['--config.loop.batch_size=30'], {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'},
         ['batch_size=30', 'device count (4)']),
 }
 

@@ -109,8 +109,9 @@ def test_progress_lines_by_time_as_well_as_by_steps():
 
 def test_make_cadence_from_config():
   """The config's duration fields become the cadence (epochs -> steps through to_steps)."""
-  config = ml_collections.ConfigDict(dict(num_epochs=3, log_every_steps=5, eval_every_epochs=2,
-                                          checkpoint_every_epochs=1))
+  config = ml_collections.ConfigDict({'loop': dict(
+      num_epochs=3, log_every_steps=5, log_every_seconds=0.0, eval_every_epochs=2,
+      checkpoint_every_epochs=1)})
   c = durations.make_cadence(config, steps_per_epoch=7)
   assert (c.steps_per_epoch, c.total_steps, c.num_epochs) == (7, 21, 3)
   assert (c.log_every_steps, c.eval_every_epochs, c.checkpoint_every_epochs) == (5, 2, 1)

@@ -94,7 +94,7 @@ def test_summary_gives_the_best_and_the_last_models_test_metrics(tmp_path, monke
   from curvelab import epoch_end  # pylint: disable=g-import-not-at-top
   # Only epoch 1 counts as an improvement, so the best checkpoint is not the last model.
   monkeypatch.setattr(epoch_end, 'improved', lambda value, best, **_: best is None)
-  summary = train.train_and_evaluate(helpers.tiny_config(num_epochs=3), str(tmp_path))
+  summary = train.train_and_evaluate(helpers.tiny_config(loop__num_epochs=3), str(tmp_path))
   assert summary['best_epoch'] == 1 and summary['last_epoch'] == 3
   best = eval_lib.evaluate_checkpoint(str(tmp_path), split='test', checkpoint='best')
   last = eval_lib.evaluate_checkpoint(str(tmp_path), split='test', checkpoint='latest')

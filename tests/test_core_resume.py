@@ -31,7 +31,7 @@ def _copy(src, dst) -> pathlib.Path:
 def resumed_run(half_run, tmp_path_factory):
   """half_run's workdir continued with num_epochs=4 by the same call."""
   workdir = _copy(half_run[0], tmp_path_factory.mktemp('resume') / 'run')
-  summary = train.train_and_evaluate(helpers.tiny_config(num_epochs=EPOCHS), str(workdir))
+  summary = train.train_and_evaluate(helpers.tiny_config(loop__num_epochs=EPOCHS), str(workdir))
   return workdir, summary, helpers.read_history(workdir)
 
 
@@ -58,7 +58,7 @@ def test_rerunning_a_finished_run_does_not_retrain(straight_run, tmp_path):
   workdir = _copy(straight_run[0], tmp_path / 'run')
   before = (workdir / 'history.jsonl').read_text()
   ckpt_mtimes = {p: p.stat().st_mtime_ns for p in (workdir / 'checkpoints').iterdir()}
-  summary = train.train_and_evaluate(helpers.tiny_config(num_epochs=EPOCHS), str(workdir))
+  summary = train.train_and_evaluate(helpers.tiny_config(loop__num_epochs=EPOCHS), str(workdir))
   assert (workdir / 'history.jsonl').read_text() == before  # Timings too: no epoch re-ran.
   assert {p: p.stat().st_mtime_ns for p in (workdir / 'checkpoints').iterdir()} == ckpt_mtimes
   assert summary['epochs_run'] == EPOCHS
@@ -71,7 +71,7 @@ def test_shape_changing_field_is_resume_error(straight_run, tmp_path, field, val
   """Resuming with a field that changes parameter shapes names that field and touches nothing."""
   workdir = _copy(straight_run[0], tmp_path / 'run')
   before = (workdir / 'history.jsonl').read_text()
-  config = helpers.set_fields(helpers.tiny_config(num_epochs=EPOCHS), {field: value})
+  config = helpers.set_fields(helpers.tiny_config(loop__num_epochs=EPOCHS), {field: value})
   with pytest.raises(errors.ResumeError, match=field.replace('.', r'\.')) as info:
     train.train_and_evaluate(config, str(workdir))
   assert 'new --workdir' in str(info.value)
@@ -83,7 +83,7 @@ def _shape_check(workdir, config):
   """The fields the resume check reports for ``config`` against ``workdir``'s config.json."""
   config = train.prepare_config(config)
   setup = train.build(config)
-  example = next(pipeline.eval_batches(setup.data.load('val'), global_batch=config.batch_size,
+  example = next(pipeline.eval_batches(setup.data.load('val'), global_batch=config.loop.batch_size,
                                        preprocess=setup.data.eval_preprocess))
   return workdir_lib.shape_changing_fields(helpers.read_json(workdir / 'config.json'), config,
                                            build_lib.param_shapes(setup, example))
@@ -92,11 +92,11 @@ def _shape_check(workdir, config):
 def test_learning_rate_and_other_shape_neutral_changes_are_allowed(straight_run):
   """learning_rate, optimizer, epochs, seed or data changes keep the parameter shapes."""
   workdir = straight_run[0]
-  assert _shape_check(workdir, helpers.tiny_config(learning_rate=5e-4, optimizer='sgd',
-                                                   num_epochs=9, seed=3,
+  assert _shape_check(workdir, helpers.tiny_config(optimizer__learning_rate=5e-4, optimizer__name='sgd',
+                                                   loop__num_epochs=9, seed=3,
                                                    dataset__train_split='train[:512]')) == []
   assert _shape_check(workdir, helpers.tiny_config(model__embed_dim=16,
-                                                   learning_rate=5e-4)) == ['model.embed_dim']
+                                                   optimizer__learning_rate=5e-4)) == ['model.embed_dim']
 
 
 def test_dataset_change_that_changes_shapes_is_resume_error(straight_run):
@@ -105,7 +105,7 @@ def test_dataset_change_that_changes_shapes_is_resume_error(straight_run):
   if not (pathlib.Path(sources.resolve_data_dir('')) / 'cifar10').is_dir():
     pytest.skip('cifar10 is not prepared offline here')
   config = train.prepare_config(helpers.tiny_config(
-      num_epochs=EPOCHS, dataset__name='cifar10', dataset__data_dir='',
+      loop__num_epochs=EPOCHS, dataset__name='cifar10', dataset__data_dir='',
       dataset__mean=(0.5, 0.5, 0.5), dataset__std=(0.25, 0.25, 0.25),
       dataset__train_split='train[:64]', dataset__val_split='train[64:96]',
       dataset__test_split='test[:32]'))
@@ -129,12 +129,12 @@ def test_kill_9_then_rerun_reproduces_the_uninterrupted_run(straight_run, tmp_pa
   """
   workdir = tmp_path / 'run'
   # The TensorFlow-free metric writer (where available) only saves start-up time.
-  args = helpers.TINY_CLI + helpers.fast_writer_cli() + [f'--config.num_epochs={EPOCHS}',
+  args = helpers.TINY_CLI + helpers.fast_writer_cli() + [f'--config.loop.num_epochs={EPOCHS}',
                                                          f'--workdir={workdir}']
   # The kill is triggered by the child's own report of step 9, the first of epoch 2: by then the
   # epoch-1 checkpoint is committed (saves are synchronous) and most of the run is still ahead,
   # on any machine and with a cold or warm compilation cache.
-  proc = subprocess.Popen(helpers.cli_command('train.py', *args, '--config.log_every_steps=1'),
+  proc = subprocess.Popen(helpers.cli_command('train.py', *args, '--config.loop.log_every_steps=1'),
                           cwd=helpers.REPO, env=helpers.child_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)
   try:

@@ -82,7 +82,7 @@ CHILD = textwrap.dedent('''
 
     def bad_batch():
       try:
-        train.train_and_evaluate(helpers.tiny_config(batch_size=30), tempfile.mkdtemp())
+        train.train_and_evaluate(helpers.tiny_config(loop__batch_size=30), tempfile.mkdtemp())
       except errors.CurvelabError as e:
         return {'type': type(e).__name__, 'message': str(e)}
       return {'type': None}
@@ -247,11 +247,11 @@ def test_train_step_splits_into_cpu_microbatches_with_the_same_update():
   """compiled.make_train_step with cpu_microbatch_size loops over cache-sized micro-batches (two side
   by side in each iteration), and the update is the one of the step without the loop."""
   # SGD: Adam's first update is about lr * sign(g), which float rounding flips where g is ~0.
-  config = helpers.tiny_config(concurrent_microbatches=2, optimizer='sgd', learning_rate=0.1)
-  batch = _digits_batch(config.batch_size)
+  config = helpers.tiny_config(speed__concurrent_microbatches=2, optimizer__name='sgd', optimizer__learning_rate=0.1)
+  batch = _digits_batch(config.loop.batch_size)
   results = {}
   for size in (0, 4):
-    config.cpu_microbatch_size = size
+    config.speed.cpu_microbatch_size = size
     setup, state, step = _train_step_for(config, batch)
     metrics = metrics_lib.zeros_like(jax.eval_shape(step.single, state, batch)[1])
     executable = jax.jit(step).lower(state, batch, metrics).compile()
@@ -268,12 +268,12 @@ def test_batchnorm_models_are_not_split_on_cpus():
   statistics, hence the update."""
   from configs import cnn  # pylint: disable=g-import-not-at-top
   config = cnn.get_config('tiny=True')
-  config.metric_writer = 'events'
-  config.cpu_microbatch_size = 2
-  batch = _digits_batch(config.batch_size)
+  config.loop.metric_writer = 'events'
+  config.speed.cpu_microbatch_size = 2
+  batch = _digits_batch(config.loop.batch_size)
   setup, state, _ = _train_step_for(config, batch)
   assert state.model_state
-  assert compiled.microbatching(setup, state) == (config.grad_accum_steps, 1)
+  assert compiled.microbatching(setup, state) == (config.speed.grad_accum_steps, 1)
 
 
 def test_microbatches_are_strided():

@@ -26,13 +26,15 @@ def test_run_writes_the_documented_files(straight_run):
 
 
 def test_config_json_is_the_resolved_config(straight_run):
-  """config.json holds the run's config with eval_batch_size=0 resolved to batch_size."""
+  """config.json holds the run's config, in its sections, with eval_batch_size=0 resolved."""
   workdir, summary, _ = straight_run
   saved = helpers.read_json(workdir / 'config.json')
-  assert saved['num_epochs'] == EPOCHS and saved['batch_size'] == 32
-  assert saved['eval_batch_size'] == 32
+  assert set(saved) == {'seed', 'model', 'task', 'dataset', 'optimizer', 'schedule', 'loop', 'speed',
+                        'stopping', 'doctor', 'sanity'}
+  assert saved['loop']['num_epochs'] == EPOCHS and saved['loop']['batch_size'] == 32
+  assert saved['loop']['eval_batch_size'] == 32
   assert saved['dataset']['train_split'] == 'train[:256]'
-  assert saved['model']['name'] == 'vit' and saved['optimizer'] == 'adam'
+  assert saved['model']['name'] == 'vit' and saved['optimizer']['name'] == 'adam'
   assert saved == json.loads(json.dumps(summary['config']))
 
 

@@ -121,7 +121,7 @@ def test_overfitting_found_with_best_epoch_and_gap():
   assert ev["gap_growth_per_epoch"] > 0
   assert ev["val_rise_rel"] >= thresholds.OVERFIT_MIN_RISE_REL
   assert f.epochs == [ev["best_epoch"], 40]
-  assert any("--config.model.dropout=" in r and "--config.weight_decay=" in r
+  assert any("--config.model.dropout=" in r and "--config.optimizer.weight_decay=" in r
              for r in f.recommendations)
   assert isinstance(ev["text"], str) and str(ev["best_epoch"]) in ev["text"]
 
@@ -167,7 +167,7 @@ def test_not_converged_with_estimate_and_epoch_budget():
   assert f.severity == "warning"
   assert f.evidence["rel_slope_per_epoch"] >= thresholds.NOT_CONVERGED_MIN_REL_SLOPE
   assert f.evidence["epochs_to_plateau"] >= 5
-  budget = int(re.search(r"--config.num_epochs=(\d+)", f.recommendations[0]).group(1))
+  budget = int(re.search(r"--config.loop.num_epochs=(\d+)", f.recommendations[0]).group(1))
   assert budget >= 15 + f.evidence["epochs_to_plateau"]
 
 
@@ -285,7 +285,7 @@ def test_lr_too_high_from_oscillation():
   f = get(S.lr_too_high(), "lr_too_high")
   assert f.evidence["sum_of_rises"] >= thresholds.LR_HIGH_OSC_RATIO * f.evidence["net_decrease"]
   assert f.evidence["rise_epochs"]
-  assert any("--config.learning_rate=" in r for r in f.recommendations)
+  assert any("--config.optimizer.learning_rate=" in r for r in f.recommendations)
 
 
 def test_lr_too_high_from_early_rise():
@@ -323,7 +323,7 @@ def test_lr_too_low_found():
   ev = f.evidence
   assert ev["total_drop_rel"] <= thresholds.LR_LOW_MAX_TOTAL_DROP
   assert thresholds.LR_LOW_MIN_LINEARITY <= ev["late_over_early_slope"]
-  assert f.recommendations == ["--config.learning_rate=3e-5"]  # 3x the logged 1e-5
+  assert f.recommendations == ["--config.optimizer.learning_rate=3e-5"]  # 3x the logged 1e-5
 
 
 def test_healthy_exponential_descent_is_not_lr_too_low():
@@ -344,7 +344,7 @@ def test_lr_collapsed_by_plateau_scheduler():
   assert ev["lr_at_collapse"] < thresholds.LR_COLLAPSE_FRACTION * ev["peak_lr"]
   assert ev["collapse_epoch"] == 8  # 1e-3 -> 1e-4 -> 1e-5 -> 1e-6 < 1% of 1e-3
   assert ev["val_gain_before_rel"] >= thresholds.LR_COLLAPSE_MIN_IMPROVE_REL
-  assert "--config.lr_schedule=cosine" in f.recommendations
+  assert "--config.schedule.name=cosine" in f.recommendations
 
 
 def test_lr_collapsed_within_first_tenth():
@@ -412,7 +412,7 @@ def test_early_stopping_epoch_and_time_saved():
   assert ev["stop_epoch"] == ev["best_epoch"] + thresholds.DEFAULT_PATIENCE
   assert ev["epochs_after_stop"] == 40 - ev["stop_epoch"]
   assert ev["seconds_after_stop"] == pytest.approx(2.0 * ev["epochs_after_stop"])
-  assert "--config.early_stopping_patience=5" in f.recommendations
+  assert "--config.stopping.patience=5" in f.recommendations
 
 
 def test_early_stopping_patience_override():
@@ -514,7 +514,7 @@ def test_exploding_gradients():
     row["grad_norm"] = 1.0 * 2.0**i
   f = get(rows, "gradient_problem")
   assert f.evidence["kind"] == "exploding"
-  assert "--config.grad_clip_norm=1" in " ".join(f.recommendations)
+  assert "--config.optimizer.grad_clip_norm=1" in " ".join(f.recommendations)
 
 
 def test_gradient_spikes():
@@ -571,9 +571,13 @@ def test_other_frameworks_get_plain_words(maker):
 
 
 def test_recommendations_scale_the_current_config():
-  f = get(S.lr_too_high(), "lr_too_high", config={"learning_rate": 0.01, "warmup_epochs": 0})
-  assert f.recommendations[0] == "--config.learning_rate=3e-3"
-  assert f.overrides[0] == {"learning_rate": 0.003}
+  config = {"optimizer": {"name": "adam", "learning_rate": 0.01}, "schedule": {"warmup_epochs": 0}}
+  f = get(S.lr_too_high(), "lr_too_high", config=config)
+  assert f.recommendations[0] == "--config.optimizer.learning_rate=3e-3"
+  assert f.overrides[0] == {"optimizer.learning_rate": 0.003}
+  # A config.json of an earlier version (top-level learning_rate) gives the same advice.
+  old = get(S.lr_too_high(), "lr_too_high", config={"learning_rate": 0.01, "warmup_epochs": 0})
+  assert old.recommendations == f.recommendations
 
 
 def test_online_doctor_stops_on_persistent_overfitting():

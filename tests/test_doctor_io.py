@@ -148,7 +148,7 @@ def test_curvelab_workdir_reads_config_and_summary(tmp_path):
   found = {f.id: f for f in diagnose_run(run)}
   assert {"overfitting", "capacity_vs_data"} <= set(found)
   assert found["overfitting"].recommendations[0] == \
-      "--config.model.dropout=0.3 --config.weight_decay=1e-3"
+      "--config.model.dropout=0.3 --config.optimizer.weight_decay=1e-3"
 
 
 def test_truncated_last_line_of_a_running_workdir(tmp_path):

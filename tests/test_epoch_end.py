@@ -16,6 +16,7 @@ from curvelab import durations
 from curvelab import epoch_end
 from curvelab import errors
 from curvelab import runfiles
+from tests import helpers
 
 
 class FakeCheckpointer:
@@ -46,12 +47,13 @@ class FakeTask:
 
 
 def _config(**overrides):
+  """The sections the end-of-epoch actions read; ``overrides`` use ``__`` for dots."""
   c = ml_collections.ConfigDict({
-      'batch_size': 4, 'sanity_examples': 0, 'sanity_loss_threshold': 0.01,
-      'early_stopping_patience': 0, 'early_stopping_min_delta': 0.0, 'max_train_seconds': 0.0,
-      'nan_policy': 'stop', 'nan_lr_factor': 0.5, 'nan_max_rollbacks': 3})
-  c.update(overrides)
-  return c
+      'loop': {'batch_size': 4},
+      'sanity': {'examples': 0, 'loss_threshold': 0.01},
+      'stopping': {'patience': 0, 'min_delta': 0.0, 'max_train_seconds': 0.0, 'nan_policy': 'stop',
+                   'nan_lr_factor': 0.5, 'nan_max_rollbacks': 3}})
+  return helpers.set_fields(c, {k.replace('__', '.'): v for k, v in overrides.items()})
 
 
 def _run(tmp_path, *, val_values, **config):
@@ -132,7 +134,7 @@ def test_checkpoint_before_track_best_would_save_a_stale_best(tmp_path):
 
 
 def test_early_stopping_records_the_epoch_then_saves_and_stops(tmp_path):
-  run = _run(tmp_path, val_values=[0.5, 0.4, 0.4, 0.6], early_stopping_patience=2)
+  run = _run(tmp_path, val_values=[0.5, 0.4, 0.4, 0.6], stopping__patience=2)
   end = _epochs(run, [0.5, 0.4, 0.4, 0.6])
   assert end.stop_reason == 'early_stopped' and run.status == 'early_stopped'
   assert [r['epoch'] for r in run.history] == [1, 2, 3]  # The stopping epoch is in the history.
@@ -140,7 +142,7 @@ def test_early_stopping_records_the_epoch_then_saves_and_stops(tmp_path):
 
 
 def test_sanity_stops_once_memorised_without_saving_each_best(tmp_path):
-  run = _run(tmp_path, val_values=[0.5, 0.6, 0.7], sanity_examples=5)
+  run = _run(tmp_path, val_values=[0.5, 0.6, 0.7], sanity__examples=5)
   end = _epochs(run, [0.5, 0.6, 0.7], losses={2: 0.001})
   assert end.stop_reason == 'sanity' and run.sanity == {'passed': True, 'epochs': 2}
   # A cadence checkpoint at epoch 1 (checkpoint_every_epochs=1), then the stop's; no extra best.
@@ -161,7 +163,7 @@ def test_a_non_finite_epoch_is_recorded_before_the_run_stops(tmp_path):
 
 
 def test_a_rollback_skips_the_rest_of_the_list(tmp_path, monkeypatch):
-  run = _run(tmp_path, val_values=[0.5, 0.6], nan_policy='rollback')
+  run = _run(tmp_path, val_values=[0.5, 0.6], stopping__nan_policy='rollback')
   run.setup.values, run.setup.epoch = [0.5, 0.6], 1
   epoch_end.run_actions(run, _end(1))
 

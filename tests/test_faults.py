@@ -41,12 +41,12 @@ def _start(workdir, epochs=EPOCHS, *extra):
 def reference(tmp_path_factory):
   """The uninterrupted run every fault scenario must reproduce."""
   workdir = tmp_path_factory.mktemp('reference')
-  train.train_and_evaluate(_config(num_epochs=EPOCHS), str(workdir))
+  train.train_and_evaluate(_config(loop__num_epochs=EPOCHS), str(workdir))
   return helpers.without_timing(helpers.read_history(workdir))
 
 
 def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, tmp_path_factory, request):
-  proc = _start(tmp_path, EPOCHS, '--config.log_every_steps=1')
+  proc = _start(tmp_path, EPOCHS, '--config.loop.log_every_steps=1')
   # Wait until training runs (a progress line inside epoch 2), then ask it to stop.
   lines = []
   for line in proc.stdout:
@@ -75,7 +75,7 @@ def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path, tmp_path_factory,
 def _sigterm_on(workdir, marker: str) -> tuple[int, str]:
   """Runs the fault run with per-step progress, SIGTERMs it on the first line holding `marker`,
   and returns (exit status, everything it printed). Triggered by the child's own output."""
-  proc = _start(workdir, EPOCHS, '--config.log_every_steps=1')
+  proc = _start(workdir, EPOCHS, '--config.loop.log_every_steps=1')
   lines = []
   for line in proc.stdout:
     lines.append(line)
@@ -100,7 +100,7 @@ SIGTERM_PHASES = {
 
 def _sigterm_then_rerun(workdir, marker: str) -> tuple[int, str, subprocess.CompletedProcess]:
   code, output = _sigterm_on(workdir, marker)
-  rerun = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
+  rerun = helpers.run_cli('train.py', *FAULT_CLI, f'--config.loop.num_epochs={EPOCHS}',
                           f'--workdir={workdir}')
   return code, output, rerun
 
@@ -131,7 +131,7 @@ def test_twenty_kill_nines_then_resume_equals_uninterrupted(early_storm, referen
   landed = storm.result(timeout=1800)
   assert sum(landed) >= 15, landed  # The kills hit training, not start-up or a crash.
   assert max(helpers.checkpoint_steps(workdir)) >= 8  # Epoch ends were crossed and saved.
-  done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.num_epochs={EPOCHS}',
+  done = helpers.run_cli('train.py', *FAULT_CLI, f'--config.loop.num_epochs={EPOCHS}',
                          f'--workdir={workdir}')
   assert done.returncode == 0, done.stderr[-2000:]
   assert helpers.without_timing(helpers.read_history(workdir)) == reference
@@ -151,7 +151,7 @@ def _damage_newest(workdir) -> int:
 def three_epochs(tmp_path_factory):
   """The reference config stopped after 3 epochs (tests damage a copy of it, then resume)."""
   workdir = tmp_path_factory.mktemp('three_epochs')
-  train.train_and_evaluate(_config(num_epochs=3), str(workdir))
+  train.train_and_evaluate(_config(loop__num_epochs=3), str(workdir))
   return workdir
 
 
@@ -160,7 +160,7 @@ def test_truncated_newest_checkpoint_is_set_aside_and_previous_restored(tmp_path
   workdir = pathlib.Path(shutil.copytree(three_epochs, tmp_path / 'run'))
   assert len(helpers.checkpoint_steps(workdir)) >= 2
   damaged = _damage_newest(workdir)
-  train.train_and_evaluate(_config(num_epochs=EPOCHS), str(workdir))
+  train.train_and_evaluate(_config(loop__num_epochs=EPOCHS), str(workdir))
   assert helpers.without_timing(helpers.read_history(workdir)) == reference
   aside = list((workdir / 'checkpoints_damaged').iterdir())
   assert [p.name.split('-')[0] for p in aside] == [str(damaged)]
@@ -170,7 +170,7 @@ def test_missing_directory_entries_are_detected(tmp_path, reference, three_epoch
   workdir = pathlib.Path(shutil.copytree(three_epochs, tmp_path / 'run'))
   newest = max(helpers.checkpoint_steps(workdir))
   shutil.rmtree(workdir / 'checkpoints' / str(newest) / 'state')
-  train.train_and_evaluate(_config(num_epochs=EPOCHS), str(workdir))
+  train.train_and_evaluate(_config(loop__num_epochs=EPOCHS), str(workdir))
   assert helpers.without_timing(helpers.read_history(workdir)) == reference
 
 
@@ -190,7 +190,7 @@ def _fail_saves_from(monkeypatch, step_limit: int, exc: OSError):
 def test_disk_full_or_unwritable_while_saving_stops_cleanly(tmp_path, monkeypatch, exc):
   _fail_saves_from(monkeypatch, 16, exc)  # Epoch 2's save fails.
   with pytest.raises(errors.TrainingError, match='could not save the checkpoint of step 16') as e:
-    train.train_and_evaluate(_config(num_epochs=3), str(tmp_path))
+    train.train_and_evaluate(_config(loop__num_epochs=3), str(tmp_path))
   assert 'earlier checkpoints are intact' in str(e.value)
   monkeypatch.undo()
   assert helpers.checkpoint_steps(tmp_path) == [8]
@@ -206,7 +206,7 @@ def test_unwritable_history_stops_with_a_clear_error(tmp_path, monkeypatch):
 
   monkeypatch.setattr(runfiles, 'append_history', refuse)
   with pytest.raises(errors.TrainingError, match='Read-only file system'):
-    train.train_and_evaluate(_config(num_epochs=1), str(tmp_path))
+    train.train_and_evaluate(_config(loop__num_epochs=1), str(tmp_path))
 
 
 def _inject_nan_at(monkeypatch, call: int):
@@ -227,7 +227,7 @@ def _inject_nan_at(monkeypatch, call: int):
 def test_nan_at_a_given_step_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   _inject_nan_at(monkeypatch, 12)  # Epoch 2, step 12.
   with pytest.raises(errors.TrainingError, match='epoch 2, step 12'):
-    train.train_and_evaluate(_config(num_epochs=3, eval_batch_size=40), str(tmp_path))
+    train.train_and_evaluate(_config(loop__num_epochs=3, loop__eval_batch_size=40), str(tmp_path))
   assert helpers.checkpoint_steps(tmp_path) == [8]
   params = helpers.checkpoint_params(tmp_path, 8)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
@@ -238,7 +238,7 @@ def test_nan_at_a_given_step_stops_and_keeps_the_last_good_checkpoint(tmp_path, 
 def test_nan_rollback_policy_recovers_with_a_lower_learning_rate(tmp_path, monkeypatch):
   _inject_nan_at(monkeypatch, 12)
   summary = train.train_and_evaluate(
-      _config(num_epochs=3, eval_batch_size=40, nan_policy='rollback', nan_lr_factor=0.5),
+      _config(loop__num_epochs=3, loop__eval_batch_size=40, stopping__nan_policy='rollback', stopping__nan_lr_factor=0.5),
       str(tmp_path))
   assert summary['status'] == 'finished'
   rows = helpers.read_history(tmp_path)
@@ -250,10 +250,10 @@ def test_nan_rollback_policy_recovers_with_a_lower_learning_rate(tmp_path, monke
 def test_second_process_on_a_workdir_is_refused_and_stale_locks_are_taken_over(tmp_path):
   # The first run is far too long to finish during the test; it holds the lock from before its
   # first progress line (which is what this waits for) until it is killed.
-  first = _start(tmp_path, 10_000, '--config.log_every_steps=1')
+  first = _start(tmp_path, 10_000, '--config.loop.log_every_steps=1')
   assert any(_PROGRESS.search(line) for line in first.stdout), first.stderr.read()[-2000:]
   assert (tmp_path / '.lock').exists()
-  second = helpers.run_cli('train.py', *FAULT_CLI, '--config.num_epochs=40',
+  second = helpers.run_cli('train.py', *FAULT_CLI, '--config.loop.num_epochs=40',
                            f'--workdir={tmp_path}', timeout=120)
   assert second.returncode != 0
   assert 'is in use by process' in helpers.last_line(second.stderr)
@@ -263,7 +263,7 @@ def test_second_process_on_a_workdir_is_refused_and_stale_locks_are_taken_over(t
   assert (tmp_path / '.lock').exists()  # Left behind by kill -9 ...
   # ... and detected as stale: the same command takes the workdir over and trains (its progress
   # line says so), then stops on SIGTERM with its checkpoint, releasing the lock.
-  third = _start(tmp_path, 10_000, '--config.log_every_steps=1')
+  third = _start(tmp_path, 10_000, '--config.loop.log_every_steps=1')
   assert any(_PROGRESS.search(line) for line in third.stdout), third.stderr.read()[-2000:]
   third.send_signal(signal.SIGTERM)
   _, err = third.communicate(timeout=240)
@@ -272,9 +272,9 @@ def test_second_process_on_a_workdir_is_refused_and_stale_locks_are_taken_over(t
 
 
 def test_resuming_past_the_end_of_a_shorter_run_is_refused(tmp_path):
-  train.train_and_evaluate(_config(num_epochs=2), str(tmp_path))
+  train.train_and_evaluate(_config(loop__num_epochs=2), str(tmp_path))
   config_before = (tmp_path / 'config.json').read_text()
-  done = helpers.run_cli('train.py', *FAULT_CLI, '--config.num_epochs=1', f'--workdir={tmp_path}')
+  done = helpers.run_cli('train.py', *FAULT_CLI, '--config.loop.num_epochs=1', f'--workdir={tmp_path}')
   assert done.returncode != 0
   assert helpers.last_line(done.stderr).startswith('error:'), done.stderr[-2000:]
   assert 'num_epochs=1' in done.stderr and 'step 16' in done.stderr

@@ -85,8 +85,8 @@ def periodic(tmp_path_factory):
 @pytest.mark.parametrize('model', ['lstm', 'transformer'])
 def test_tiny_model_learns_periodic_text(tmp_path, periodic, model):
   """A periodic text is perfectly predictable: validation loss must get close to zero."""
-  config = lm_helpers.tiny_config(periodic, model=model, num_epochs=12, learning_rate=1e-2,
-                                  weight_decay=0.0, lr_schedule='constant', warmup_epochs=0.0)
+  config = lm_helpers.tiny_config(periodic, model=model, loop__num_epochs=12, optimizer__learning_rate=1e-2,
+                                  optimizer__weight_decay=0.0, schedule__name='constant', schedule__warmup_epochs=0.0)
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary['best_val_loss'] < 0.25, summary
   assert summary['test_perplexity'] < 1.3
@@ -107,16 +107,16 @@ def _history(workdir):
 
 def test_lm_resume_equals_uninterrupted_and_vocabulary_is_checked(tmp_path, periodic):
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
-  train.train_and_evaluate(lm_helpers.tiny_config(periodic, num_epochs=3), str(straight))
-  train.train_and_evaluate(lm_helpers.tiny_config(periodic, num_epochs=1), str(resumed))
-  train.train_and_evaluate(lm_helpers.tiny_config(periodic, num_epochs=3), str(resumed))
+  train.train_and_evaluate(lm_helpers.tiny_config(periodic, loop__num_epochs=3), str(straight))
+  train.train_and_evaluate(lm_helpers.tiny_config(periodic, loop__num_epochs=1), str(resumed))
+  train.train_and_evaluate(lm_helpers.tiny_config(periodic, loop__num_epochs=3), str(resumed))
   assert _history(straight) == _history(resumed)
   assert (resumed / 'vocab.json').exists()
   # Same workdir, another corpus (other characters): the saved vocabulary no longer matches.
   other = lm_helpers.write_corpus(tmp_path / 'other', {r: ['xyz uvw ' * 6] * 20
                                                        for r in ('train', 'val', 'test')})
   with pytest.raises(errors.ResumeError, match='vocabulary'):
-    train.train_and_evaluate(lm_helpers.tiny_config(other, num_epochs=4), str(resumed))
+    train.train_and_evaluate(lm_helpers.tiny_config(other, loop__num_epochs=4), str(resumed))
 
   # sample.py: greedy decoding continues the learned text; one compile for two prompts.
   result = sample.generate(str(straight), prompt='abcd', length=6, temperature=0.0)
@@ -140,7 +140,7 @@ def test_lm_resume_equals_uninterrupted_and_vocabulary_is_checked(tmp_path, peri
 
 def test_frozen_embedding_from_file_stays_fixed(tmp_path, periodic):
   from input_pipeline import text_data  # pylint: disable=g-import-not-at-top
-  config = lm_helpers.tiny_config(periodic, num_epochs=1)
+  config = lm_helpers.tiny_config(periodic, loop__num_epochs=1)
   vocab = text_data.build(config).num_outputs
   table = np.random.default_rng(0).normal(size=(vocab, config.model.embed_size)).astype(np.float32)
   path = tmp_path / 'emb.npz'

@@ -33,7 +33,7 @@ DRIVER = textwrap.dedent('''
         read.append([int(i) for i in indices])
       return original(self, indices)
     sources.ArraySplit.take = take
-    config = helpers.tiny_config(num_epochs=2, metric_writer='events')
+    config = helpers.tiny_config(loop__num_epochs=2, loop__metric_writer='events')
     summary = train.train_and_evaluate(config, workdir)
     with open(f'{log}.{pid}', 'w') as f:
       json.dump({'read': read, 'devices': jax.device_count(), 'local': jax.local_device_count(),

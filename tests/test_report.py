@@ -189,7 +189,7 @@ def test_not_separated_mark_for_overlapping_pair_only(vit_report):
   assert "exp4_l4_adamw" not in (rows["exp1_l2_adam"]["separated_from"]
                                  + rows["exp1_l2_adam"]["not_separated_from"])
   md = (out / "table.md").read_text()
-  assert "≈ exp2_l2_adamw [optimizer] p=1" in md
+  assert "≈ exp2_l2_adamw [optimizer.name] p=1" in md
   assert "≠ exp2_l2_adamw [model.num_layers]" in md
   assert "Welch's t-test" in md and "equal_var=False" in md and "p ≥ 0.05" in md
 
@@ -276,7 +276,7 @@ def test_html_is_self_contained(vit_report):
   assert not re.search(r"<link|<script|href\s*=|url\(", page)
   assert "exp1_l2_adam" in page and "Welch" in page
   # Config differences from the set's first run: exp3 changes the optimizer adam -> sgd.
-  assert "optimizer</code>: &quot;adam&quot; → &quot;sgd&quot;" in page
+  assert "optimizer.name</code>: &quot;adam&quot; → &quot;sgd&quot;" in page
 
 
 def test_html_shows_diagnosis_json_findings(tmp_path):
@@ -440,7 +440,7 @@ def test_a_different_learning_rate_is_its_own_row(tmp_path):
   assert float(pair["test_mean"]) == pytest.approx(81.0)
   assert float(pair["test_std"]) == pytest.approx(2 ** 0.5)
   assert alone["seeds"] == "1" and alone["seeds_grouped_by"].startswith("none")
-  assert "exp/seed1 [learning_rate]" in md  # The two rows differ in exactly that factor.
+  assert "exp/seed1 [optimizer.learning_rate]" in md  # The two rows differ in exactly that factor.
 
 
 def test_config_groups_are_named_by_common_folder_prefix(tmp_path):
@@ -606,7 +606,7 @@ def md_table(md, heading):
 def test_published_file_holds_the_study_numbers_by_settings():
   published = load_published(PUBLISHED)
   vit, lstm = published.sets
-  assert vit.settings == ("model.name", "model.num_layers", "optimizer", "model.block")
+  assert vit.settings == ("model.name", "model.num_layers", "optimizer.name", "model.block")
   # Table 2 row 3 is momentum, row 4 sgd, whatever our experiment set calls them.
   sgd = vit.entries[("vit", 2, "sgd", "prenorm")]
   momentum = vit.entries[("vit", 2, "momentum", "prenorm")]
@@ -744,9 +744,9 @@ def test_published_but_no_match_says_so(tmp_path, capsys):
     ("PUBLISHED = [\n", "not valid Python"),
     ("raise RuntimeError('boom')\n", "fails to import: RuntimeError: boom"),
     ("SOURCE = 'x'\n", "defines no PUBLISHED list"),
-    ("PUBLISHED = [{'name': 'a', 'table': 'T', 'metric': 'accuracy', 'settings': ('optimizer',),"
+    ("PUBLISHED = [{'name': 'a', 'table': 'T', 'metric': 'accuracy', 'settings': ('optimizer.name',),"
      " 'entries': {('adam', 2): {'table_row': 1}}}]\n", "has 2 setting value(s)"),
-    ("PUBLISHED = [{'name': 'a', 'table': 'T', 'metric': 'accuracy', 'settings': ('optimizer',),"
+    ("PUBLISHED = [{'name': 'a', 'table': 'T', 'metric': 'accuracy', 'settings': ('optimizer.name',),"
      " 'entries': {('adam',): {'table_row': 1, 'test_accuracy': 61.6}}}]\n",
      "unknown figure(s) test_accuracy"),
 ])

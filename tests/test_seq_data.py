@@ -236,7 +236,7 @@ def test_training_preprocess_augments_and_sanity_mode_does_not():
   np.testing.assert_array_equal(first['inputs'], again['inputs'])  # Seeded by grain: replayable.
   assert first['inputs'].shape == plain['inputs'].shape
   assert not np.array_equal(first['inputs'], plain['inputs'])
-  c.sanity_examples = 5
+  c.sanity.examples = 5
   sanity = sequence_data.build(c)
   np.testing.assert_array_equal(sanity.train_preprocess(rows, np.random.default_rng(1))['inputs'],
                                 plain['inputs'])

@@ -28,8 +28,8 @@ def _ctc_config():
   compilation cache of tests/conftest.py serves the second one).
   """
   c = ctc_bilstm.get_config('tiny=True')
-  c.batch_size = 5
-  c.weight_decay = 0.0
+  c.loop.batch_size = 5
+  c.optimizer.weight_decay = 0.0
   return c
 
 
@@ -38,7 +38,7 @@ def ctc_run(tmp_path_factory):
   """The CTC BiLSTM on 1,024 strips of 3-5 digits for 2 epochs: ``(workdir, summary, history)``."""
   c = _ctc_config()
   c.dataset.num_train, c.dataset.num_val, c.dataset.num_test = 1024, 128, 128
-  c.num_epochs = 2
+  c.loop.num_epochs = 2
   workdir = tmp_path_factory.mktemp('ctc_bilstm')
   summary = train.train_and_evaluate(c, str(workdir))
   return workdir, summary, _history(workdir)
@@ -73,9 +73,8 @@ def test_ctc_history_has_the_keys_the_doctor_reads(ctc_run):
 
 def test_ctc_sanity_run_reaches_zero_wer(tmp_path, ctc_run):
   del ctc_run  # Runs after the learning run, whose compiled steps it reuses.
-  c = _ctc_config()
-  c.sanity_examples = 5
-  c.sanity_max_epochs = 300
+  c = ctc_bilstm.get_config('tiny=True,sanity=5')  # Batch 5, no weight decay, as _ctc_config.
+  c.loop.num_epochs = 300
   summary = train.train_and_evaluate(c, str(tmp_path))
   history = _history(tmp_path)
   assert summary['sanity']['passed'], history[-1]
@@ -84,10 +83,9 @@ def test_ctc_sanity_run_reaches_zero_wer(tmp_path, ctc_run):
 
 
 def test_seq2seq_sanity_run_reaches_exact_match(tmp_path):
-  c = seq2seq_transformer.get_config('tiny=True')
+  c = seq2seq_transformer.get_config('tiny=True,sanity=5')
   c.task.decoder = 'greedy'
-  c.sanity_examples = 5
-  c.sanity_max_epochs = 300
+  c.loop.num_epochs = 300
   summary = train.train_and_evaluate(c, str(tmp_path))
   history = _history(tmp_path)
   assert summary['sanity']['passed'], history[-1]

@@ -15,7 +15,7 @@ import train
 
 def _run(tmp_path_factory, name, **fields):
   workdir = tmp_path_factory.mktemp(name)
-  fields = {'num_epochs': 2, 'metric_writer': 'events', **fields}
+  fields = {'loop__num_epochs': 2, 'loop__metric_writer': 'events', **fields}
   summary = train.train_and_evaluate(helpers.tiny_config(**fields), str(workdir))
   return helpers.without_timing(helpers.read_history(workdir)), summary, workdir
 
@@ -35,24 +35,24 @@ def _assert_histories_close(got, want, rel=1e-5):
 
 def test_scanned_steps_equal_step_by_step(tmp_path_factory, host_run):
   """steps_per_call=4 (8 steps/epoch: two scanned calls) trains as 8 single calls do."""
-  chunked, _, _ = _run(tmp_path_factory, 'host_k4', steps_per_call=4)
+  chunked, _, _ = _run(tmp_path_factory, 'host_k4', speed__steps_per_call=4)
   _assert_histories_close(chunked, host_run[0])
 
 
 def test_device_path_equals_host_path_without_augmentation(tmp_path_factory, host_run):
   """Same seed, augmentation off: the device-resident path reads the same batches."""
-  device, summary, _ = _run(tmp_path_factory, 'device', input_mode='device')
+  device, summary, _ = _run(tmp_path_factory, 'device', speed__input_mode='device')
   _assert_histories_close(device, host_run[0])
   assert summary['test_accuracy'] == pytest.approx(host_run[1]['test_accuracy'], abs=1e-6)
 
 
 def test_device_path_with_chunks_resumes_exactly(tmp_path_factory):
-  straight, _, _ = _run(tmp_path_factory, 'dev_straight', input_mode='device', steps_per_call=3)
+  straight, _, _ = _run(tmp_path_factory, 'dev_straight', speed__input_mode='device', speed__steps_per_call=3)
   workdir = tmp_path_factory.mktemp('dev_resumed')
-  config = helpers.tiny_config(num_epochs=1, metric_writer='events', input_mode='device',
-                               steps_per_call=3)
+  config = helpers.tiny_config(loop__num_epochs=1, loop__metric_writer='events', speed__input_mode='device',
+                               speed__steps_per_call=3)
   train.train_and_evaluate(config, str(workdir))
-  config.num_epochs = 2
+  config.loop.num_epochs = 2
   train.train_and_evaluate(config, str(workdir))
   assert helpers.without_timing(helpers.read_history(workdir)) == straight
 
@@ -146,7 +146,7 @@ def test_device_flip_rate_and_augmentation_keeps_range():
 
 
 def test_bf16_compute_trains_and_keeps_float32_parameters(tmp_path_factory, host_run):
-  history, _, workdir = _run(tmp_path_factory, 'bf16', compute_dtype='bfloat16', num_epochs=3)
+  history, _, workdir = _run(tmp_path_factory, 'bf16', speed__compute_dtype='bfloat16', loop__num_epochs=3)
   assert history[-1]['train_loss'] < history[0]['train_loss']
   step = max(helpers.checkpoint_steps(workdir))
   params = helpers.checkpoint_params(workdir, step)

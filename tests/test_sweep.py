@@ -47,9 +47,10 @@ FAKE_TRAINER = textwrap.dedent('''
       print("Traceback (most recent call last):", file=sys.stderr)
       print("ValueError: boom in the fake trainer", file=sys.stderr)
       sys.exit(3)
-    seed, epochs = int(cfg["seed"]), int(cfg.get("num_epochs", 3))
-    config = {"seed": seed, "workdir": str(workdir), "num_epochs": epochs,
-              "optimizer": cfg.get("optimizer", "adam"), "config_string": args["--config"]}
+    seed, epochs = int(cfg["seed"]), int(cfg.get("loop.num_epochs", 3))
+    config = {"seed": seed, "workdir": str(workdir), "loop": {"num_epochs": epochs},
+              "optimizer": {"name": cfg.get("optimizer.name", "adam")},
+              "config_string": args["--config"]}
     (workdir / "config.json").write_text(json.dumps(config))
     history = workdir / "history.jsonl"
     done = len(history.read_text().splitlines()) if history.exists() else 0
@@ -179,11 +180,12 @@ def test_cli_unknown_only_is_one_line_and_nonzero(tmp_path, capsys):
 
 
 def test_set_overrides_parse():
-  assert parse_set_args(["num_epochs=2", "config.model.num_layers=4", "lr=1e-3",
-                         "num_epochs=5"]) == {"num_epochs": "5", "model.num_layers": "4",
-                                              "lr": "1e-3"}
-  for bad, message in (("num_epochs", "expected FIELD=VALUE"), ("seed=1", "--seeds"),
-                       ("1x=2", "not a dotted name")):
+  assert parse_set_args(["loop.num_epochs=2", "config.model.num_layers=4", "lr=1e-3",
+                         "loop.num_epochs=5"]) == {"loop.num_epochs": "5", "model.num_layers": "4",
+                                                   "lr": "1e-3"}
+  for bad, message in (("loop.num_epochs", "expected FIELD=VALUE"), ("seed=1", "--seeds"),
+                       ("1x=2", "not a dotted name"),
+                       ("num_epochs=2", "'num_epochs' is now 'loop.num_epochs'")):
     with pytest.raises(ExperimentSetError, match=message):
       parse_set_args([bad])
 
@@ -192,14 +194,14 @@ def test_set_overrides_parse():
 
 
 def test_layout_and_command_construction(tmp_path):
-  runs = [Run("a", "configs/x.py:layers=2", {"optimizer": "sgd", "model.dropout": 0.1}),
+  runs = [Run("a", "configs/x.py:layers=2", {"optimizer.name": "sgd", "model.dropout": 0.1}),
           Run("b", "configs/y.py")]
-  one = plan_jobs(runs, (0,), tmp_path, {"optimizer": "adam", "num_epochs": "2"})
+  one = plan_jobs(runs, (0,), tmp_path, {"optimizer.name": "adam", "loop.num_epochs": "2"})
   assert [j.workdir for j in one] == [tmp_path / "a", tmp_path / "b"]
   assert build_command(one[0], python="PY", train_script=Path("/repo/train.py")) == [
       "PY", "/repo/train.py", "--config=configs/x.py:layers=2", f"--workdir={tmp_path / 'a'}",
-      "--config.seed=0", "--config.optimizer=adam", "--config.model.dropout=0.1",
-      "--config.num_epochs=2"]  # --set wins over the run's own optimizer, each field once.
+      "--config.seed=0", "--config.optimizer.name=adam", "--config.model.dropout=0.1",
+      "--config.loop.num_epochs=2"]  # --set wins over the run's own optimizer, each field once.
   several = plan_jobs(runs, (0, 4), tmp_path)
   assert [j.key for j in several] == ["a/seed_0", "a/seed_4", "b/seed_0", "b/seed_4"]
   assert several[1].workdir == tmp_path / "a" / "seed_4"
@@ -210,10 +212,10 @@ def test_layout_and_command_construction(tmp_path):
 def test_dry_run_prints_commands(tmp_path, capsys):
   path = write_set(tmp_path, 'EXPERIMENTS = [{"name": "a", "config": "c.py"}]\nSEEDS = 2')
   assert sweep.main([f"--experiments={path}", f"--root={tmp_path / 'r'}", "--dry_run",
-                     "--set", "num_epochs=1", "x.y=z"]) == 0
+                     "--set", "loop.num_epochs=1", "x.y=z"]) == 0
   out = capsys.readouterr().out.splitlines()
   assert len(out) == 2 and "--config.seed=1" in out[1]
-  assert out[0].endswith("--config.num_epochs=1 --config.x.y=z")
+  assert out[0].endswith("--config.loop.num_epochs=1 --config.x.y=z")
   assert not (tmp_path / "r").exists()
 
 
@@ -231,8 +233,8 @@ def test_sweep_runs_then_skips_finished_runs(tmp_path, fake_trainer):
   set_path = write_set(tmp_path, '''
       from sweeps import Run
       EXPERIMENTS = [Run("r1_adam", "configs/x.py"),
-                     Run("r2_sgd", "configs/x.py", overrides={"optimizer": "sgd"})]''')
-  code, root = run_sweep(tmp_path, fake_trainer, set_path, "--seeds=2", "--set", "num_epochs=2")
+                     Run("r2_sgd", "configs/x.py", overrides={"optimizer.name": "sgd"})]''')
+  code, root = run_sweep(tmp_path, fake_trainer, set_path, "--seeds=2", "--set", "loop.num_epochs=2")
   assert code == 0
   for name in ("r1_adam", "r2_sgd"):
     for seed in (0, 1):
@@ -240,7 +242,7 @@ def test_sweep_runs_then_skips_finished_runs(tmp_path, fake_trainer):
       assert (workdir / "summary.json").exists()
       assert "fake trainer attempt 1" in (workdir / "sweep_stdout.log").read_text()
       argv = calls(workdir)[0]["argv"]
-      assert f"--config.seed={seed}" in argv and "--config.num_epochs=2" in argv
+      assert f"--config.seed={seed}" in argv and "--config.loop.num_epochs=2" in argv
       assert calls(workdir)[0]["cwd"] == str(REPO)  # Config paths are repo-relative.
   status = json.loads((root / "sweep_status.json").read_text())["runs"]
   assert {k: v["state"] for k, v in status.items()} == {
@@ -248,7 +250,7 @@ def test_sweep_runs_then_skips_finished_runs(tmp_path, fake_trainer):
       "r2_sgd/seed_0": "finished", "r2_sgd/seed_1": "finished"}
   assert (root / "report" / "report.html").exists() and (root / "report" / "table.md").exists()
   # Second invocation: everything finished, nothing runs again.
-  assert run_sweep(tmp_path, fake_trainer, set_path, "--seeds=2", "--set", "num_epochs=2")[0] == 0
+  assert run_sweep(tmp_path, fake_trainer, set_path, "--seeds=2", "--set", "loop.num_epochs=2")[0] == 0
   assert len(calls(root / "r1_adam" / "seed_0")) == 1
   assert json.loads((root / "sweep_status.json").read_text())["runs"]["r1_adam/seed_0"]["skipped"]
 
@@ -325,18 +327,19 @@ def test_real_two_run_sweep_end_to_end(tmp_path, monkeypatch):
   set_path = write_set(tmp_path, '''
       from sweeps import Run
       EXPERIMENTS = [Run("qs_a", "configs/quickstart.py"),
-                     Run("qs_b", "configs/quickstart.py", overrides={"learning_rate": 0.003})]''')
+                     Run("qs_b", "configs/quickstart.py", overrides={"optimizer.learning_rate": 0.003})]''')
   root = tmp_path / "root"
   # Two runs at once (each process is mostly single-threaded start-up and compilation); the
   # TensorFlow-free metric writer writes the same files without TensorFlow's import.
   argv = [f"--experiments={set_path}", f"--root={root}", "--parallel=2",
-          "--set", "num_epochs=1", "metric_writer=events"]
+          "--set", "loop.num_epochs=1", "loop.metric_writer=events"]
   assert sweep.main(argv) == 0
   for name in ("qs_a", "qs_b"):
     summary = json.loads((root / name / "summary.json").read_text())
     assert summary["epochs_run"] == 1
-    assert json.loads((root / name / "config.json").read_text())["num_epochs"] == 1
-  assert json.loads((root / "qs_b" / "config.json").read_text())["learning_rate"] == 0.003
+    assert json.loads((root / name / "config.json").read_text())["loop"]["num_epochs"] == 1
+  config = json.loads((root / "qs_b" / "config.json").read_text())
+  assert config["optimizer"]["learning_rate"] == 0.003
   assert "qs_a" in (root / "report" / "table.md").read_text()
   logs = {name: (root / name / "sweep_stderr.log").stat().st_mtime for name in ("qs_a", "qs_b")}
   assert sweep.main(argv + ["--no_report"]) == 0  # Started again: both runs are skipped.
