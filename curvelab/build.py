@@ -1,4 +1,4 @@
-"""Everything a run builds from its config before training: task, data, model, mesh, state.
+"""Everything a run builds from its config before training: data, task, model, mesh, state.
 
 ``build`` validates the config against the data and the devices before anything is decoded or
 compiled, so bad input ends a run in seconds with one line.
@@ -53,8 +53,8 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   """
   config = prepare_config(config)  # Idempotent: resolved configs pass through unchanged.
   validate.check(config)
-  task = tasks.build(config)
-  data = input_pipeline.build(config)
+  data = input_pipeline.build(config)  # First: the task and the model take what it found.
+  task = tasks.build(config, vocabulary=data.extra.get('vocabulary'))
   models.validate(config.model, example_shape=data.example_shape)
   attention = plan_lib.resolve_attention()
   model = models.build(config.model, num_outputs=data.num_outputs, dtype=config.speed.compute_dtype,

@@ -1,13 +1,21 @@
 """Input pipelines: sources (TFDS, in-memory arrays, scikit-learn digits) -> grain datasets.
 
 :func:`build` returns a :class:`Data` for the config's task: metadata first (cheap; validates the
-dataset and splits before anything is decoded), the splits on :meth:`Data.load`.
+dataset and splits before anything is decoded), the splits on :meth:`Data.load`. Each pipeline
+registers its ``build(config)`` for the tasks it feeds with ``@input_pipeline.register(task_name)``
+(curvelab/registry.py).
 """
 
 import dataclasses
 from typing import Callable
 
+from curvelab import registry
 from input_pipeline.sources import ArraySplit
+
+# Keyed by task.name: the pipeline that feeds each task (image, text or sequence data).
+REGISTRY = registry.Registry('task.name', modules=(
+    'input_pipeline.image_data', 'input_pipeline.text_data', 'input_pipeline.sequence_data'))
+register = REGISTRY.register
 
 
 @dataclasses.dataclass
@@ -41,12 +49,4 @@ class Data:
 
 def build(config) -> Data:
   """Validates the dataset and splits named by the config and returns its :class:`Data`."""
-  # pylint: disable=g-import-not-at-top
-  if config.task.name == 'language_modeling':
-    from input_pipeline import text_data
-    return text_data.build(config)
-  if config.task.name in ('ctc', 'seq2seq'):
-    from input_pipeline import sequence_data
-    return sequence_data.build(config)
-  from input_pipeline import image_data
-  return image_data.build(config)
+  return REGISTRY.get(config.task.name)(config)

@@ -1,5 +1,6 @@
 """Image classification data (digits, CIFAR-10 and other TFDS image datasets)."""
 
+import input_pipeline
 from input_pipeline import Data
 from input_pipeline import pipeline
 from input_pipeline import sources
@@ -7,6 +8,7 @@ from input_pipeline import sources
 _FIELDS = {'train': 'dataset.train_split', 'val': 'dataset.val_split', 'test': 'dataset.test_split'}
 
 
+@input_pipeline.register('classification')
 def build(config) -> Data:
   ds = config.dataset
   info = sources.info(ds)

@@ -54,6 +54,7 @@ import pathlib
 import numpy as np
 
 from curvelab import errors
+import input_pipeline
 from input_pipeline import Data
 from input_pipeline import digit_strips
 from input_pipeline import seq_augment
@@ -74,8 +75,6 @@ EOS_ID = 2
 UNK = '<unk>'
 SPECIALS = {'ctc': ('<blank>',), 'seq2seq': ('<pad>', '<bos>', '<eos>')}
 
-# Vocabularies built by :func:`build`, for the task's host-side decoding (see :func:`vocabulary`).
-_VOCABULARIES: dict[str, 'Vocabulary'] = {}
 
 
 # --------------------------------------------------------------------------------- vocabulary
@@ -143,19 +142,6 @@ def split_units(line: str, kind: str) -> list[str]:
   """Words, or characters with whitespace runs collapsed to one space."""
   words = line.split()
   return words if kind == 'word' else list(' '.join(words))
-
-
-def vocabulary(config) -> Vocabulary:
-  """The vocabulary :func:`build` made for this config (built again if not in this process)."""
-  key = _config_key(config)
-  if key not in _VOCABULARIES:
-    build(config)
-  return _VOCABULARIES[key]
-
-
-def _config_key(config) -> str:
-  return json.dumps({'task': config.task.name, 'dataset': config.dataset.to_dict()},
-                    sort_keys=True, default=str)
 
 
 # --------------------------------------------------------------------------------- sources
@@ -504,6 +490,8 @@ def _normaliser(train: Examples, enabled: bool) -> tuple[np.ndarray, np.ndarray]
   return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
+@input_pipeline.register('ctc')
+@input_pipeline.register('seq2seq')
 def build(config) -> Data:
   """Reads and checks every split, builds the vocabulary and returns the run's :class:`Data`."""
   check_config(config)
@@ -539,8 +527,6 @@ def build(config) -> Data:
   mean, std = _normaliser(examples['train'], bool(ds.normalize))
   # Sanity mode memorises a few examples: nothing may change them between epochs.
   train_aug = None if config.sanity.examples > 0 else augmenter
-  vocab_key = _config_key(config)
-  _VOCABULARIES[vocab_key] = vocab
   return Data(
       num_outputs=vocab.vocab_size, example_shape=(max_frames, num_features),
       split_specs={r: ds[PATH_FIELDS[r].split('.')[1]] or f'{ds.name}:{r}' for r in ROLES},

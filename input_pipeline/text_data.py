@@ -3,6 +3,7 @@
 import numpy as np
 
 from curvelab import errors
+import input_pipeline
 from input_pipeline import Data
 from input_pipeline import text
 from input_pipeline import text_sources
@@ -32,6 +33,7 @@ def build_tokenizer(config) -> text.Tokenizer | None:
   return text.Tokenizer.build(ds.tokenizer, lines, min_count=int(ds.min_count))
 
 
+@input_pipeline.register('language_modeling')
 def build(config) -> Data:
   """Validates the corpus and returns its :class:`Data` (sequences are built on load)."""
   ds = config.dataset

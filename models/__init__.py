@@ -11,10 +11,12 @@ from typing import Callable
 import flax.linen as nn
 
 from curvelab import errors
+from curvelab import registry
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_VALIDATORS: dict[str, Callable[..., None]] = {}
-_TAKES_ATTENTION: set[str] = set()
+# Importing these modules runs their @register decorators (curvelab/registry.py).
+REGISTRY = registry.Registry('model.name', modules=tuple(f'models.{m}' for m in (
+    'cnn', 'cnn_densenet', 'cnn_fast', 'cnn_googlenet', 'captioner', 'ctc', 'lstm_lm',
+    'transformer_lm', 'seq2seq', 'vit')))
 
 
 def register(name: str, *, validator: Callable[..., None] | None = None,
@@ -28,14 +30,7 @@ def register(name: str, *, validator: Callable[..., None] | None = None,
     takes_attention: the factory takes ``attention_fn``, the attention kernel :func:`build` is
       asked for.
   """
-  def wrap(factory):
-    _REGISTRY[name] = factory
-    if validator is not None:
-      _VALIDATORS[name] = validator
-    if takes_attention:
-      _TAKES_ATTENTION.add(name)
-    return factory
-  return wrap
+  return REGISTRY.register(name, validator=validator, takes_attention=takes_attention)
 
 
 def check_init(model_config) -> str:
@@ -98,13 +93,10 @@ def check_positive_ints(model_config, field: str) -> tuple[int, ...]:
 
 def validate(model_config, *, example_shape: tuple) -> None:
   """Checks a model config against the data before anything is built."""
-  _load_all()
-  if model_config.name not in _REGISTRY:
-    raise errors.ConfigError(
-        f'model.name={model_config.name!r} is unknown; allowed: {", ".join(names())}.')
-  if model_config.name in _VALIDATORS:
+  validator = REGISTRY.facts(model_config.name)['validator']
+  if validator is not None:
     try:
-      _VALIDATORS[model_config.name](model_config, example_shape=example_shape)
+      validator(model_config, example_shape=example_shape)
     except (KeyError, AttributeError) as e:
       raise errors.ConfigError(
           f'model.name={model_config.name!r} needs the field model.{_missing_field(e)}, which the '
@@ -112,23 +104,7 @@ def validate(model_config, *, example_shape: tuple) -> None:
 
 
 def names() -> tuple[str, ...]:
-  _load_all()
-  return tuple(sorted(_REGISTRY))
-
-
-def _load_all() -> None:
-  # Importing the modules runs their @register decorators.
-  # pylint: disable=g-import-not-at-top,unused-import
-  from models import cnn
-  from models import cnn_densenet
-  from models import cnn_fast
-  from models import cnn_googlenet
-  from models import captioner
-  from models import ctc
-  from models import lstm_lm
-  from models import transformer_lm
-  from models import seq2seq
-  from models import vit
+  return REGISTRY.names()
 
 
 def build(model_config, *, num_outputs: int, dtype: str = 'float32',
@@ -150,15 +126,13 @@ def build(model_config, *, num_outputs: int, dtype: str = 'float32',
     ValueError: ``attention`` is not one of the implementations (the message names them).
   """
   from models import attention as attention_lib  # pylint: disable=g-import-not-at-top
-  _load_all()
   name = model_config.name
-  if name not in _REGISTRY:
-    raise errors.ConfigError(f'model.name={name!r} is unknown; allowed: {", ".join(names())}.')
+  factory = REGISTRY.get(name)
   # Checked for every model, so a misspelt name fails even where no layer would use it.
   attention_fn = attention_lib.kernel(attention)
-  extra = {'attention_fn': attention_fn} if name in _TAKES_ATTENTION else {}
+  extra = {'attention_fn': attention_fn} if REGISTRY.facts(name)['takes_attention'] else {}
   try:
-    return _REGISTRY[name](model_config, num_outputs=num_outputs, dtype=dtype, **extra)
+    return factory(model_config, num_outputs=num_outputs, dtype=dtype, **extra)
   except (KeyError, AttributeError) as e:
     # A model section written for another model (e.g. model.name=resnet with ViT fields).
     raise errors.ConfigError(

@@ -61,15 +61,13 @@ DECODERS = ('greedy', 'beam')
 
 
 class DecodingTask(Task):
-  """What the decoding tasks (CTC, seq2seq) share: decoder settings and a lazily read vocabulary.
-
-  The vocabulary is read on first use on the host because tasks are built before the data.
-  """
+  """What the decoding tasks (CTC, seq2seq) share: decoder settings and the data's vocabulary."""
   decodes = True
 
   def __init__(self, *, vocabulary, decoder: str, beam_size: int, num_samples: int):
     """Args:
-      vocabulary: returns the run's vocabulary (ids -> text) when first needed on the host.
+      vocabulary: the run's vocabulary (ids -> text; the data's ``extra['vocabulary']``), or None
+        for a task that only trains on synthetic batches (benchmarks) and never decodes to text.
       decoder: ``greedy`` or ``beam``.
       beam_size: hypotheses kept by the beam search.
       num_samples: target/prediction pairs written to each validation row.
@@ -80,8 +78,7 @@ class DecodingTask(Task):
           f'task.decoder={decoder!r} is unknown; allowed: {", ".join(DECODERS)}.')
     if beam_size < 1:
       raise errors.ConfigError(f'task.beam_size must be >= 1, got {beam_size}.')
-    self._vocabulary_fn = vocabulary
-    self._vocabulary = None
+    self._vocabulary = vocabulary
     self.decoder = decoder
     self.beam_size = beam_size
     self.num_samples = num_samples
@@ -89,5 +86,6 @@ class DecodingTask(Task):
   @property
   def vocabulary(self):
     if self._vocabulary is None:
-      self._vocabulary = self._vocabulary_fn()
+      raise ValueError('this task was built without data (tasks.build(config, vocabulary=None)), '
+                       'so it has no vocabulary to turn ids into text.')
     return self._vocabulary

@@ -7,6 +7,7 @@ import optax
 from clu import metrics as clu_metrics
 
 from curvelab import metrics
+import tasks
 from tasks import base
 
 
@@ -74,3 +75,9 @@ class ClassificationTask(base.Task):
   def sanity_passed(self, train_row, *, loss_threshold):
     return (train_row['train_loss'] <= loss_threshold
             and train_row.get('train_accuracy', 0.0) >= 1.0 - 1e-9)
+
+
+@tasks.register('classification')
+def from_config(config, vocabulary=None) -> ClassificationTask:
+  del vocabulary  # Labels are class ids.
+  return ClassificationTask(label_smoothing=float(config.task.label_smoothing))

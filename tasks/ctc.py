@@ -14,8 +14,6 @@ blank), ``val_empty_share``, ``val_length_ratio``, ``val_repetition_rate``, ``va
 ``train_wer``; the test split gets ``test_wer``/``test_cer``.
 """
 
-from typing import Callable
-
 import flax
 import jax
 import jax.numpy as jnp
@@ -23,6 +21,7 @@ import optax
 from clu import metrics as clu_metrics
 
 from curvelab import metrics
+import tasks
 from tasks import base
 from tasks import decoding
 from tasks import seq_metrics
@@ -57,10 +56,10 @@ class CTCTask(base.DecodingTask):
   train_metrics = TrainMetrics
   eval_metrics = EvalMetrics
 
-  def __init__(self, *, vocabulary: Callable[[], object], decoder: str = 'greedy',
+  def __init__(self, *, vocabulary, decoder: str = 'greedy',
                beam_size: int = 8, length_bonus: float = 0.0, num_samples: int = 3):
     """Args:
-      vocabulary: returns the run's vocabulary (ids -> text) when first needed on the host.
+      vocabulary: the run's vocabulary (ids -> text), None without data (benchmarks).
       decoder: ``greedy`` or ``beam`` (prefix beam search).
       beam_size: prefixes kept by the beam search.
       length_bonus: log-probability bonus per emitted token when ranking prefixes.
@@ -133,7 +132,8 @@ class CTCTask(base.DecodingTask):
     return train_row.get('val_wer') == 0.0
 
 
-def from_config(config, vocabulary: Callable[[], object]) -> CTCTask:
+@tasks.register('ctc')
+def from_config(config, vocabulary) -> CTCTask:
   t = config.task
   return CTCTask(vocabulary=vocabulary, decoder=t.get('decoder', 'greedy'),
                  beam_size=int(t.get('beam_size', 8)),

@@ -11,6 +11,7 @@ import optax
 from clu import metrics as clu_metrics
 
 from curvelab import metrics
+import tasks
 from tasks import base
 
 
@@ -71,3 +72,9 @@ class LanguageModelingTask(base.Task):
 def jax_log_softmax(logits):
   import jax  # pylint: disable=g-import-not-at-top
   return jax.nn.log_softmax(logits)
+
+
+@tasks.register('language_modeling')
+def from_config(config, vocabulary=None) -> LanguageModelingTask:
+  del vocabulary  # Perplexity needs no text.
+  return LanguageModelingTask(label_smoothing=float(config.task.label_smoothing))

@@ -14,8 +14,6 @@ History: ``train_loss``/``val_loss``, ``train_token_accuracy``/``val_token_accur
 ``val_repetition_rate``, ``val_samples`` and ``pred_entropy`` for the doctor.
 """
 
-from typing import Callable
-
 import flax
 import jax
 import jax.numpy as jnp
@@ -24,6 +22,7 @@ from clu import metrics as clu_metrics
 
 from curvelab import errors
 from curvelab import metrics
+import tasks
 from tasks import base
 from tasks import decoding
 from tasks import seq_metrics
@@ -60,11 +59,11 @@ class Seq2SeqTask(base.DecodingTask):
   train_metrics = TrainMetrics
   eval_metrics = EvalMetrics
 
-  def __init__(self, *, vocabulary: Callable[[], object], label_smoothing: float = 0.0,
+  def __init__(self, *, vocabulary, label_smoothing: float = 0.0,
                decoder: str = 'greedy', beam_size: int = 4, length_penalty: float = 0.6,
                num_samples: int = 3):
     """Args:
-      vocabulary: returns the run's vocabulary (ids -> text) when first needed on the host.
+      vocabulary: the run's vocabulary (ids -> text), None without data (benchmarks).
       label_smoothing: smoothing of the training targets (the reported loss is the NLL).
       decoder: ``greedy`` or ``beam``.
       beam_size: hypotheses kept by the beam search.
@@ -151,7 +150,8 @@ class Seq2SeqTask(base.DecodingTask):
     return train_row.get('val_exact_match') == 1.0
 
 
-def from_config(config, vocabulary: Callable[[], object]) -> Seq2SeqTask:
+@tasks.register('seq2seq')
+def from_config(config, vocabulary) -> Seq2SeqTask:
   t = config.task
   return Seq2SeqTask(vocabulary=vocabulary,
                      label_smoothing=float(config.task.label_smoothing),

@@ -111,7 +111,7 @@ def detached_model():
   models.register('detached_test_model')(
       lambda model_config, *, num_outputs, dtype: _Detached(num_outputs))
   yield 'detached_test_model'
-  models._REGISTRY.pop('detached_test_model')  # pylint: disable=protected-access
+  models.REGISTRY.unregister('detached_test_model')
 
 
 def test_sanity_mode_fails_with_a_broken_model(tmp_path, detached_model):

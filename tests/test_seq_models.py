@@ -128,7 +128,7 @@ def test_seq2seq_task_beam_search_decodes_any_encoder_decoder_without_recompilin
   """The attention captioner (LSTM decoder, pytree memory) through the task's beam search."""
   from tasks import seq2seq as seq2seq_task  # pylint: disable=g-import-not-at-top
   model = ENCODER_DECODERS['attention']
-  task = seq2seq_task.Seq2SeqTask(vocabulary=lambda: None, decoder='beam', beam_size=3)
+  task = seq2seq_task.Seq2SeqTask(vocabulary=None, decoder='beam', beam_size=3)
   x, mask = _inputs()
   batch = {'inputs': x, 'input_mask': mask, 'targets': jnp.zeros((B, L), jnp.int32),
            'target_mask': jnp.ones((B, L)), 'weight': jnp.ones(B)}
