@@ -13,7 +13,8 @@ images, validation ``train[45000:]``, test ``test``) with one change from
 The validation-split question (the study's validation examples overlap its training examples) is
 measured on the finished runs' checkpoints with ``eval.py --split='train[:5000]'``: accuracy on
 5,000 training examples the model was fitted on, against ``train[45000:]``, which it never saw.
-Not yet run to the end (results/README.md says what is measured).
+Run to the end on the 2-core CPU and published in results/cpu_reference_ablations/, with those
+evaluations in its evals.jsonl; results/README.md says what they measure.
 """
 
 from sweeps import Run
