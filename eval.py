@@ -29,7 +29,9 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   path = workdir / runfiles.CONFIG
   if not path.exists():
     raise errors.ResumeError(f'{workdir} has no {runfiles.CONFIG}: not a curvelab run workdir.')
-  return ml_collections.ConfigDict(runfiles.read_config(path))
+  config = ml_collections.ConfigDict(runfiles.read_config(path))
+  config.loop.metric_writer = 'events'  # Evaluation writes no metrics: TensorFlow stays optional.
+  return config
 
 
 def evaluate_checkpoint(workdir: str, *, split: str = 'test', checkpoint: str = 'best') -> dict:

@@ -21,6 +21,7 @@ import numpy as np
 
 from curvelab import compiled
 from curvelab import build as build_lib
+from curvelab import configdicts
 from curvelab import flops as flops_lib
 from curvelab import optim
 from curvelab import sharding
@@ -190,7 +191,7 @@ def add_step_flags(parser, *, steps: int, dtype: str | None = 'float32',
   parser.add_argument('--steps', type=int, default=steps, help='Steps timed per repeat.')
   parser.add_argument('--repeats', type=int, default=3, help='Repeats; the median is reported.')
   parser.add_argument('--dtype', default=dtype, choices=['float32', 'bfloat16'],
-                      help='compute_dtype (parameters and optimizer state stay float32).')
+                      help='speed.compute_dtype (parameters and optimizer state stay float32).')
   parser.add_argument('--batch_size', type=int, default=batch_size,
                       help='Global batch size (default: the config\'s).')
   parser.add_argument('--steps_per_call', type=int, default=None,
@@ -222,6 +223,8 @@ def apply_overrides(config, items: list[str] | None):
     if '=' not in item:
       raise SystemExit(f'--set {item!r}: expected FIELD=VALUE, e.g. model.scan_unroll=8.')
     path, text = item.split('=', 1)
+    if configdicts.alias_message(path):  # An earlier version's name: say where it went.
+      raise SystemExit(f'--set {item!r}: {configdicts.alias_message(path)}')
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):

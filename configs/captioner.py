@@ -10,7 +10,8 @@ Run (one per architecture):
 context), ``improved`` (bidirectional 2-layer encoder, initialised decoder, dropout), ``attention``
 (LSTM decoder with additive attention), ``transformer`` (configs/seq2seq_transformer.py's model).
 As in the reference comparison the deeper models get warmup, lower learning rates and more
-epochs; compare them at equal wall-clock time with ``max_train_seconds`` or with the doctor.
+epochs; compare them at equal wall-clock time with ``stopping.max_train_seconds`` or with the
+doctor.
 
 The default data are digit strips captioned in words (a stand-in for audio features + captions);
 point ``dataset.name=folder|npz_shards`` at log-mel features and caption transcripts for audio.

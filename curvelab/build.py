@@ -83,7 +83,7 @@ def _check_input_mode(config, data) -> None:
   if config.speed.input_mode == 'device':
     if data.device_loader is None:
       raise errors.ConfigError(
-          f'input_mode=device supports in-memory image datasets; dataset.name='
+          f'speed.input_mode=device supports in-memory image datasets; dataset.name='
           f'{config.dataset.name!r} with task {config.task.name!r} allows: host.')
     # pylint: disable=g-import-not-at-top
     from input_pipeline import augment as augment_lib
@@ -92,8 +92,8 @@ def _check_input_mode(config, data) -> None:
              if o not in device_lib.DEVICE_OPTIONS]
     if extra:
       raise errors.ConfigError(
-          f'input_mode=device runs flip, random resized crop and pad_crop on the device; dataset.'
-          f'augment.{extra[0]} is host-only: use input_mode=host or turn it off.')
+          f'speed.input_mode=device runs flip, random resized crop and pad_crop on the device; '
+          f'dataset.augment.{extra[0]} is host-only: use speed.input_mode=host or turn it off.')
 
 
 def _check_train_batch(config: ml_collections.ConfigDict) -> None:

@@ -50,6 +50,13 @@ ALIASES = {
 }
 
 
+# What a config.json of an earlier version means by lacking a field added since: the behaviour it
+# ran with (no time-based progress lines, no Nesterov momentum).
+IMPLIED = {
+    'loop.log_every_seconds': 0.0,
+    'optimizer.nesterov': False,
+}
+
 # Why a field that ALIASES maps to None is gone.
 GONE = {
     'sanity_max_epochs': "the ':sanity=N' variant sets loop.num_epochs, which may be overridden",
@@ -62,6 +69,9 @@ def alias_message(field: str) -> str | None:
     return None
   if ALIASES[field] is None:
     return f'config field {field!r} is gone: {GONE[field]}.'
+  if field == 'sanity_examples':  # Set by a variant, which also turns off what stands in the way.
+    return (f"config field {field!r} is now 'sanity.examples', set by the config's ':sanity=N' "
+            "variant (e.g. --config=configs/vit_prenorm.py:sanity=5).")
   return f'config field {field!r} is now {ALIASES[field]!r} (config sections, configs/common.py).'
 
 
@@ -79,11 +89,14 @@ def upgrade(config: Any) -> Any:
   """A copy of ``config`` (a config.json dict) with every field of ``ALIASES`` in its section.
 
   A config already in sections comes back equal, as does anything not a mapping; a field whose
-  alias is None is dropped (``GONE`` says why).
+  alias is None is dropped (``GONE`` says why), and the fields of ``IMPLIED`` that an old config
+  lacks get the value it ran with.
   """
   if not isinstance(config, Mapping):
     return copy.deepcopy(config)
   old = _old_fields(config)
+  if not old:
+    return copy.deepcopy(config)
   new = {k: copy.deepcopy(v) for k, v in config.items() if k not in old}
   for name in old:
     dotted = ALIASES[name]
@@ -94,6 +107,9 @@ def upgrade(config: Any) -> Any:
     for part in parents:
       node = node.setdefault(part, {})
     node[leaf] = copy.deepcopy(config[name])
+  for dotted, value in IMPLIED.items():
+    section, leaf = dotted.split('.')
+    new.setdefault(section, {}).setdefault(leaf, value)
   return new
 
 

@@ -35,6 +35,7 @@ from curvelab import errors
 from curvelab import evaluation
 from curvelab import runfiles
 from curvelab import sharding
+from curvelab import validate
 from curvelab.build import Setup
 
 log = console.logger()
@@ -310,14 +311,8 @@ def make_doctor(setup: Setup, num_params: int, num_train: int, workdir: pathlib.
   """The online doctor for this run, or None when disabled."""
   if not setup.config.doctor.enabled:
     return None
-  from diagnostics import FINDING_IDS, OnlineDoctor  # pylint: disable=g-import-not-at-top
-  stop_on = tuple(s.strip() for s in setup.config.doctor.stop_on.split(',') if s.strip())
-  for finding_id in stop_on:
-    if finding_id not in FINDING_IDS:
-      raise errors.ConfigError(f'doctor.stop_on: {finding_id!r} is not a finding id; allowed: '
-                               f'{", ".join(sorted(FINDING_IDS))}.')
-  if setup.config.doctor.patience < 1:
-    raise errors.ConfigError(f'doctor.patience must be >= 1, got {setup.config.doctor.patience}.')
+  from diagnostics import OnlineDoctor  # pylint: disable=g-import-not-at-top
+  stop_on = validate.stop_on_ids(setup.config)  # Checked with the config (validate.check_doctor).
   num_classes = setup.data.num_outputs if setup.task.best_metric == 'val_accuracy' else None
   return OnlineDoctor(stop_on=stop_on, patience=setup.config.doctor.patience,
                       num_params=num_params, num_train_examples=num_train,

@@ -57,13 +57,39 @@ def check(config) -> None:
   """Checks the sections every run has (the model and the data check their own fields)."""
   if 'num_layers' in config.model:
     _positive(config, 'model.num_layers')
-  _at_least_zero(config, 'task.label_smoothing')
+  check_task(config)
   check_optimizer(config)
   check_schedule(config)
   check_loop(config)
   check_speed(config)
   check_stopping(config)
+  check_doctor(config)
   check_sanity(config)
+
+
+def check_task(config) -> None:
+  """The task's own fields; the decoding tasks' decoder settings where the task has them."""
+  from tasks import base  # pylint: disable=g-import-not-at-top
+  _at_least_zero(config, 'task.label_smoothing')
+  if 'decoder' in config.task:
+    _choice(config, 'task.decoder', base.DECODERS)
+  if 'beam_size' in config.task:
+    _positive(config, 'task.beam_size')
+
+
+def check_doctor(config) -> None:
+  """``doctor.stop_on`` names findings the doctor has; ``doctor.patience`` >= 1."""
+  from diagnostics import FINDING_IDS  # pylint: disable=g-import-not-at-top
+  for finding_id in stop_on_ids(config):
+    if finding_id not in FINDING_IDS:
+      raise errors.ConfigError(f'doctor.stop_on: {finding_id!r} is not a finding id; allowed: '
+                               f'{", ".join(sorted(FINDING_IDS))}.')
+  _positive(config, 'doctor.patience')
+
+
+def stop_on_ids(config) -> tuple[str, ...]:
+  """The finding ids of ``doctor.stop_on`` (comma-separated)."""
+  return tuple(s.strip() for s in config.doctor.stop_on.split(',') if s.strip())
 
 
 def check_optimizer(config) -> None:

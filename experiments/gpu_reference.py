@@ -18,7 +18,7 @@ Each run is one train.py process. All of them share one persistent XLA compilati
 of one shape (seeds 1 and 2, the optimizer rows at two layers) reuse the first one's compiled
 programs and the grid costs its training time, not a compilation per run. A run is started only
 while its estimated time (the last measured run of its family, else a guess) fits the remaining
-budget, and it gets the remaining time as `max_train_seconds`, so it ends as `time_budget` rather
+budget, and it gets the remaining time as `stopping.max_train_seconds`, so it ends as `time_budget` rather
 than being killed. For each finished run, its `config.json`, `history.jsonl` and `summary.json`
 (no checkpoints) are copied to OUT/<stage>/<name>/seed_<K>/ with a RUN.md naming the device,
 command, commit and date; OUT/NOT_RUN.md lists what did not fit, OUT/plan.json the whole plan;

@@ -10,7 +10,7 @@ and the four ~0.26 M-parameter CNNs of configs/cnn.py, each in two views:
   the reference recipe; the CNNs keep theirs (configs/cnn.py) with the cosine decay compressed
   into the 10 epochs.
 * ``budget<S>s_*``: every run gets the same train+eval time, ``BUDGET_S`` seconds
-  (``max_train_seconds``; the loop stops after the epoch that reaches it), with at most
+  (``stopping.max_train_seconds``; the loop stops after the epoch that reaches it), with at most
   ``EPOCH_CAP`` epochs. Every run uses a constant learning rate after its warmup here (the
   reference ViTs already do), so stopping at the budget never cuts a decay short; the best
   validation checkpoint is the one tested. Compare these rows only between runs on the same

@@ -18,14 +18,18 @@ _FACTORS_NAMED_LIKE_PATHS = frozenset({"drop_path", "drop_path_rate"})
 # these are the names hand-written configs and other tools use.
 RUN_LABEL_KEYS = frozenset({"name", "run_name", "run_label", "label", "experiment_name",
                             "exp_name", "tag", "tags"})
+# Bookkeeping that changes what a run prints, not what it computes (configs/common.py's loop).
+BOOKKEEPING_KEYS = frozenset({"loop.log_every_steps", "loop.log_every_seconds",
+                              "loop.metric_writer", "loop.checkpoint_keep_latest"})
 
 
 def is_ignored(key: str) -> bool:
-  """Returns True for seed, workdir-like and run-label fields that are not experimental factors."""
+  """True for seed, workdir-like, run-label and bookkeeping fields: not experimental factors."""
   last = key.rsplit(".", 1)[-1].lower()
   if last in _FACTORS_NAMED_LIKE_PATHS:
     return False
-  return last in _IGNORED_NAMES or last.endswith(_IGNORED_SUFFIXES) or key in RUN_LABEL_KEYS
+  return (last in _IGNORED_NAMES or last.endswith(_IGNORED_SUFFIXES) or key in RUN_LABEL_KEYS
+          or key in BOOKKEEPING_KEYS)
 
 
 def comparable(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,11 @@ def test_set_overrides_parse_literals_and_strings():
   assert config.optimizer.learning_rate == 0.5
 
 
+def test_set_override_with_an_earlier_versions_name_says_where_it_went():
+  with pytest.raises(SystemExit, match="is now 'optimizer.learning_rate'"):
+    common.apply_overrides(lstm_lm.get_config('layers=1'), ['learning_rate=0.5'])
+
+
 @pytest.mark.parametrize('item', ['model.no_such_field=1', 'no_such_group.x=1', 'model.scan_unroll'])
 def test_set_overrides_reject_unknown_fields_and_bad_syntax(item):
   with pytest.raises(SystemExit, match='--set'):

@@ -63,6 +63,9 @@ def test_upgrade_moves_old_names_and_leaves_a_new_config_alone():
   assert old['learning_rate'] == new['optimizer']['learning_rate'] and 'loop' not in old
   assert configdicts.upgrade(old) == new
   assert configdicts.upgrade(new) == new
+  # Fields added since: an old file gets the value its version ran with.
+  del old['log_every_seconds']
+  assert configdicts.upgrade(old)['loop']['log_every_seconds'] == 0.0
   # A sanity run of an earlier version: its epoch limit was already in num_epochs.
   assert 'sanity_max_epochs' not in configdicts.flatten(
       configdicts.upgrade({**old, 'sanity_max_epochs': 300}))
@@ -79,6 +82,18 @@ def test_published_config_files_of_earlier_versions_read_as_today(path):
     assert section in SECTIONS | {'seed', 'workdir'}, key
     if section in ('optimizer', 'schedule', 'loop', 'speed', 'stopping', 'sanity'):
       assert key in today, key
+
+
+@pytest.mark.parametrize('path', sorted((REPO / 'results').rglob('config.json')),
+                         ids=lambda path: str(path.relative_to(REPO)))
+def test_published_config_files_rebuild_a_valid_config(path):
+  """eval.py and sample.py rebuild a run's config from its config.json, whichever version wrote it.
+
+  Fields added since a file was written get the value that version ran with (IMPLIED).
+  """
+  config = eval_lib.load_run_config(path.parent)
+  validate.check(train.prepare_config(config))
+  assert {'nesterov', 'learning_rate'} <= set(config.optimizer) and 'log_every_seconds' in config.loop
 
 
 def test_a_workdir_of_an_earlier_version_resumes_and_evaluates(straight_run, half_run, tmp_path):

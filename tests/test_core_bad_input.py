@@ -66,6 +66,9 @@ CASES = {
         {'dataset.val_split': 'validation'}, DataError, ['dataset.val_split', "'validation'",
                                                          'test, train']),
     'batch_larger_than_split': ({'loop.batch_size': 512}, ConfigError, ['batch_size=512', '256']),
+    'unknown_doctor_stop_on': ({'doctor.enabled': True, 'doctor.stop_on': 'diverged,bogus'},
+                               ConfigError, ['doctor.stop_on', "'bogus'", 'overfitting']),
+    'zero_doctor_patience': ({'doctor.patience': 0}, ConfigError, ['doctor.patience']),
     'host_only_augmentation_on_device': (
         {'speed.input_mode': 'device', 'dataset.augment.randaugment_ops': 2}, ConfigError,
         ['input_mode=device', 'dataset.augment.randaugment_ops', 'pad_crop']),
